@@ -1,0 +1,125 @@
+"""The `engine` command: a thin layer over the Python API (engine.run, engine.generate).
+
+Exit status: 0 success; 2 usage or configuration error; 3 input error; 4 data-quality
+alert with fail_on_alert; 5 cluster error; 6 out of memory; 1 unexpected error;
+130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError
+
+log = logging.getLogger("engine.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ConfigurationErrors (exit 2, one line)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigurationError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="engine", description="Sales-analytics engine (Hamilton on pandas / Dask).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the pipeline on INPUT")
+    run.add_argument("input", metavar="INPUT", help="a CSV/Parquet file, a quoted glob, or a directory")
+    run.add_argument("--output", help="output directory (default: output)")
+    run.add_argument("--mode", choices=("auto", "pandas", "dask", "distributed"))
+    run.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
+    run.add_argument("--workers", type=int, help="workers (dask threads, or LocalCluster processes)")
+    run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
+    run.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    generate = commands.add_parser("generate", help="write a realistic sample sales dataset")
+    generate.add_argument("output", metavar="OUTPUT", help="CSV path (.gz / .zst to compress)")
+    generate.add_argument("--rows", type=int, required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except EngineError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    except Exception as error:  # the last line of defence: report, never crash silently
+        if debug:
+            traceback.print_exc()
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"unexpected error: {type(error).__name__}: {first_line} (rerun with --debug for the traceback)", file=sys.stderr)
+        return UNEXPECTED_EXIT_CODE
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.logs import setup_logging
+    from engine.run import run_pipeline
+
+    config = load_config(
+        args.config,
+        overrides={
+            "input": args.input,
+            "output": args.output,
+            "mode": args.mode,
+            "partition_size": args.partition_size,
+            "log_level": "DEBUG" if args.debug else args.log_level,
+            "cluster.scheduler": args.scheduler,
+            "cluster.workers": args.workers,
+        },
+    )
+    setup_logging(config.log_level, Path(config.output) / "pipeline.log")
+    result = run_pipeline(config)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    metrics = result.results["data_quality_metrics"]
+    trend = result.results["trend_analysis"]
+    lines = [
+        f"run {result.run_id} ({result.mode} mode) finished in {result.report['duration_s']:.2f} s",
+        f"  rows: {metrics['raw_record_count']:,} read, {metrics['cleaned_record_count']:,} kept, "
+        f"{metrics['data_loss_rate']}% rejected, {metrics['duplicate_count']:,} duplicates",
+        f"  days: {trend['days_analyzed']} from {metrics['date_range']['min']} to {metrics['date_range']['max']}; "
+        f"best {trend['max_sales_date']} ({trend['max_sales_amount']})",
+        f"  alerts: {', '.join(a['name'] for a in result.alerts) or 'none'}",
+        f"  outputs: {result.output_dir}",
+    ]
+    print("\n".join(lines))
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from engine.generate import generate_sales
+
+    if args.rows < 1:
+        raise ConfigurationError(f"--rows must be at least 1, got {args.rows}")
+    summary = generate_sales(args.output, args.rows, seed=args.seed)
+    print(f"wrote {summary.rows:,} rows ({summary.bytes / 2**20:.1f} MiB) to {summary.path}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "generate": _generate}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Run configuration: one typed model from a YAML file, the environment and CLI flags.
+
+Precedence, lowest first: the defaults below, the YAML file (`--config`), environment
+variables `ENGINE__<KEY>` / `ENGINE__<SECTION>__<KEY>` (e.g. `ENGINE__CLUSTER__SCHEDULER`),
+then command-line flags. Everything is validated before any work starts; an error names
+the source and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.alerts import AlertThresholds
+from engine.errors import ConfigurationError
+
+MODES = ("auto", "pandas", "dask", "distributed")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ENV_PREFIX = "ENGINE__"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20,
+          "G": 1e9, "GB": 1e9, "GIB": 2**30, "T": 1e12, "TB": 1e12, "TIB": 2**40}
+
+
+def parse_size(value: str | int, key: str = "size") -> int:
+    """Bytes from `123`, `64MiB`, `1.5GB` and the like."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(str(value))
+    if not match or (match.group(2) or "").upper() not in _UNITS or float(match.group(1)) <= 0:
+        raise ConfigurationError(f"{key}: {value!r} is not a size (e.g. 64MiB, 1GB, 1048576)")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Data-quality alert thresholds and whether an alert fails the run."""
+
+    max_data_loss_rate: float = 10.0
+    max_null_count: int = 100
+    fail_on_alert: bool = False
+
+    def thresholds(self) -> AlertThresholds:
+        return AlertThresholds(max_data_loss_rate=self.max_data_loss_rate, max_null_count=self.max_null_count)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where distributed mode runs: an existing scheduler, or an embedded LocalCluster."""
+
+    scheduler: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    local_directory: str | None = None
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything a run needs to know."""
+
+    input: str | None = None
+    output: str = "output"
+    mode: str = "auto"
+    partition_size: str = "auto"
+    pandas_max_input: str = "64MiB"
+    top_days: int = 5
+    log_level: str = "INFO"
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("log_level", self.log_level.upper(), LOG_LEVELS)
+        if self.partition_size != "auto":
+            parse_size(self.partition_size, "partition_size")
+        parse_size(self.pandas_max_input, "pandas_max_input")
+        if self.top_days < 1:
+            raise ConfigurationError(f"top_days: must be at least 1, got {self.top_days}")
+        if self.cluster.workers is not None and self.cluster.workers < 1:
+            raise ConfigurationError(f"cluster.workers: must be at least 1, got {self.cluster.workers}")
+        if self.cluster.threads_per_worker < 1:
+            raise ConfigurationError(f"cluster.threads_per_worker: must be at least 1, got {self.cluster.threads_per_worker}")
+        if self.mode != "distributed" and self.mode != "auto" and self.cluster.scheduler:
+            raise ConfigurationError(f"cluster.scheduler: a scheduler address needs mode distributed or auto, not {self.mode}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> EngineConfig:
+    """The configuration from defaults, a YAML file, `ENGINE__*` variables and overrides
+    (dotted keys such as `cluster.scheduler`, None values ignored)."""
+    merged: dict[str, Any] = {}
+    if path:
+        _merge(merged, _read_yaml(path), source=path)
+    _merge(merged, _from_environment(os.environ if environ is None else environ), source="environment")
+    flags: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(flags, dotted, value)
+    _merge(merged, flags, source="command line")
+    return _build(EngineConfig, merged, prefix="", source=path or "configuration")
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"{path}: cannot read configuration ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: the configuration must be a mapping of keys to values")
+    return data
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict:
+    data: dict[str, Any] = {}
+    for name, text in environ.items():
+        if name.startswith(ENV_PREFIX):
+            dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+            _set_dotted(data, dotted, yaml.safe_load(text) if text.strip() else None)
+    return data
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    for section in sections:
+        data = data.setdefault(section, {})
+    data[key] = value
+
+
+def _merge(into: dict, data: Mapping, source: str) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value, source)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+            raise ConfigurationError(f"{source}: unknown key {dotted!r}{hint}")
+        kind = fields[key].type
+        nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig}.get(str(kind))
+        if nested is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")
+            values[key] = _build(nested, value, prefix=f"{dotted}.", source=source)
+        else:
+            values[key] = _coerce(value, str(kind), dotted, source)
+    try:
+        return cls(**values)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{source}: {prefix}{error}") from None
+
+
+def _coerce(value: Any, kind: str, key: str, source: str) -> Any:
+    """`value` as the declared type (`str`, `int`, `float`, `bool`, optional variants)."""
+    if value is None and "None" in kind:
+        return None
+    base = kind.replace(" | None", "")
+    if base == "bool" and isinstance(value, bool):
+        return value
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base == "str" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    expected = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text"}[base]
+    raise ConfigurationError(f"{source}: {key!r} must be {expected}, got {value!r}")

@@ -1,0 +1,190 @@
+"""Analyse: the published daily, weekly, trend, top-day and quality figures.
+
+These nodes work on `daily_sales` (one row per sales day, exact integer cents), a few
+thousand rows at most, so they favour exactness over vectorisation: every figure is
+computed as an exact fraction and rounded once, here, as it is published (engine.exact).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import groupby
+
+import pandas as pd
+
+from engine import exact
+from engine.alerts import AlertThresholds, evaluate_alerts
+from engine.validation import RAW_COLUMNS
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MOVING_WINDOW_DAYS = 7
+TREND_WINDOW_ROWS = 7
+
+
+@dataclass(frozen=True)
+class SalesDay:
+    """One day with sales, in exact figures."""
+
+    date: dt.date
+    total_cents: int
+    transactions: int
+    unique_products: int
+
+    @property
+    def mean_cents(self) -> Fraction:
+        return Fraction(self.total_cents, self.transactions)
+
+    @property
+    def day_of_week(self) -> str:
+        return DAY_NAMES[self.date.weekday()]
+
+    @property
+    def is_weekend(self) -> bool:
+        return self.date.weekday() >= 5
+
+
+def sales_days(daily_sales: pd.DataFrame) -> list[SalesDay]:
+    """The daily sales as exact records, ascending by date."""
+    return [
+        SalesDay(date, int(total), int(count), int(products))
+        for date, total, count, products in zip(
+            daily_sales["date"], daily_sales["total_cents"], daily_sales["transaction_count"], daily_sales["unique_products"]
+        )
+    ]
+
+
+def daily_sales_summary(sales_days: list[SalesDay]) -> pd.DataFrame:
+    """Per sales day: total and mean sale amount, number of sales, distinct products."""
+    return pd.DataFrame(
+        {
+            "date": [d.date for d in sales_days],
+            "total_amount": [exact.money(d.total_cents) for d in sales_days],
+            "avg_amount": [exact.money(d.mean_cents) for d in sales_days],
+            "transaction_count": [d.transactions for d in sales_days],
+            "unique_products": [d.unique_products for d in sales_days],
+        },
+        columns=["date", "total_amount", "avg_amount", "transaction_count", "unique_products"],
+    )
+
+
+def enriched_daily_summary(daily_sales_summary: pd.DataFrame, sales_days: list[SalesDay]) -> pd.DataFrame:
+    """The daily summary with 7-calendar-day moving means, day-over-day percent changes
+    (against the previous sales day) and the day of the week."""
+    total_ma7, avg_ma7, total_change, avg_change = [], [], [], []
+    window_start = 0
+    for index, day in enumerate(sales_days):
+        while sales_days[window_start].date <= day.date - dt.timedelta(days=MOVING_WINDOW_DAYS):
+            window_start += 1
+        window = sales_days[window_start : index + 1]
+        total_ma7.append(exact.money(exact.mean([d.total_cents for d in window])))
+        avg_ma7.append(exact.money(exact.mean([d.mean_cents for d in window])))
+        previous = sales_days[index - 1] if index else None
+        total_change.append(exact.ratio(exact.percent_change(day.total_cents, previous and previous.total_cents)))
+        avg_change.append(exact.ratio(exact.percent_change(day.mean_cents, previous and previous.mean_cents)))
+    enriched = daily_sales_summary.copy()
+    enriched["total_amount_ma7"] = total_ma7
+    enriched["avg_amount_ma7"] = avg_ma7
+    enriched["total_amount_change"] = total_change
+    enriched["avg_amount_change"] = avg_change
+    enriched["day_of_week"] = [d.day_of_week for d in sales_days]
+    enriched["is_weekend"] = [d.is_weekend for d in sales_days]
+    return enriched
+
+
+def weekly_aggregation(sales_days: list[SalesDay]) -> pd.DataFrame:
+    """Per ISO week with sales: totals, the spread of daily totals, and activity."""
+    rows = []
+    for (year, week), days in groupby(sales_days, key=lambda d: d.date.isocalendar()[:2]):
+        days = list(days)
+        totals = [d.total_cents for d in days]
+        daily_mean = exact.mean(totals)
+        daily_std = exact.sample_std(totals)
+        rows.append(
+            {
+                "week": f"{year:04d}-W{week:02d}",
+                "week_start": dt.date.fromisocalendar(year, week, 1),
+                "weekly_total": exact.money(sum(totals)),
+                "daily_avg": exact.money(daily_mean),
+                "daily_std": exact.money(daily_std),
+                "cv": exact.ratio(exact.quotient(daily_std, daily_mean)),
+                "weekly_transactions": sum(d.transactions for d in days),
+                "avg_unique_products": exact.ratio(exact.mean([d.unique_products for d in days])),
+                "weekend_days": sum(d.is_weekend for d in days),
+                "days_with_sales": len(days),
+            }
+        )
+    columns = ["week", "week_start", "weekly_total", "daily_avg", "daily_std", "cv", "weekly_transactions",
+               "avg_unique_products", "weekend_days", "days_with_sales"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def trend_analysis(sales_days: list[SalesDay]) -> dict:
+    """Growth from the first week of the period to the last, extremes, weekday vs weekend
+    and volatility of daily totals."""
+    totals = [d.total_cents for d in sales_days]
+    growth = None
+    if len(sales_days) >= 2:
+        growth = exact.percent_change(exact.mean(totals[-TREND_WINDOW_ROWS:]), exact.mean(totals[:TREND_WINDOW_ROWS]))
+    best = min(sales_days, key=lambda d: (-d.total_cents, d.date), default=None)
+    worst = min(sales_days, key=lambda d: (d.total_cents, d.date), default=None)
+    weekday = exact.mean([d.total_cents for d in sales_days if not d.is_weekend])
+    weekend = exact.mean([d.total_cents for d in sales_days if d.is_weekend])
+    premium = exact.quotient(weekend, weekday)
+    return {
+        "period_growth_rate": exact.ratio(growth),
+        "max_sales_amount": exact.money(best and best.total_cents),
+        "max_sales_date": best and best.date.isoformat(),
+        "min_sales_amount": exact.money(worst and worst.total_cents),
+        "min_sales_date": worst and worst.date.isoformat(),
+        "weekday_avg_sales": exact.money(weekday),
+        "weekend_avg_sales": exact.money(weekend),
+        "weekend_premium": exact.ratio(None if premium is None else (premium - 1) * 100),
+        "volatility": exact.money(exact.sample_std(totals)),
+        "days_analyzed": len(sales_days),
+    }
+
+
+def top_performing_days(sales_days: list[SalesDay], top_days: int) -> list[dict]:
+    """The `top_days` best sales days by total amount (ties: earlier date first)."""
+    ranked = sorted(sales_days, key=lambda d: (-d.total_cents, d.date))[:top_days]
+    return [
+        {
+            "date": d.date.isoformat(),
+            "total_amount": exact.money(d.total_cents),
+            "transaction_count": d.transactions,
+            "day_of_week": d.day_of_week,
+            "is_weekend": d.is_weekend,
+        }
+        for d in ranked
+    ]
+
+
+def data_quality_metrics(
+    raw_record_count: int,
+    missing_cells_by_column: dict,
+    rejected_by_reason: dict,
+    distinct_raw_rows: int,
+    sales_days: list[SalesDay],
+    alert_thresholds: AlertThresholds,
+) -> dict:
+    """How much of the input was usable, what was wrong with the rest, and the alerts
+    the configured thresholds raise."""
+    rejected = sum(rejected_by_reason.values())
+    loss_rate = exact.quotient(Fraction(rejected * 100), Fraction(raw_record_count))
+    metrics = {
+        "raw_record_count": raw_record_count,
+        "cleaned_record_count": raw_record_count - rejected,
+        "data_loss_rate": exact.ratio(loss_rate if loss_rate is not None else Fraction(0)),
+        "null_count": sum(missing_cells_by_column.values()),
+        "duplicate_count": raw_record_count - distinct_raw_rows,
+        "rejected_by_reason": dict(rejected_by_reason),
+        "null_count_by_column": {c: missing_cells_by_column[c] for c in RAW_COLUMNS},
+        "date_range": {
+            "min": sales_days[0].date.isoformat() if sales_days else None,
+            "max": sales_days[-1].date.isoformat() if sales_days else None,
+        },
+    }
+    metrics["alerts"] = evaluate_alerts(metrics, alert_thresholds)
+    return metrics

@@ -1,0 +1,57 @@
+"""Reduce: every figure that needs the whole (large) input, computed in one pass.
+
+The reductions are declared together and materialised together, so the input is read
+once per run whatever the mode; everything downstream works on their small results.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from hamilton.function_modifiers import extract_fields
+
+from engine import frames
+from engine.validation import KEPT, RAW_COLUMNS, REJECT_REASONS, missing_cell_counts, row_fingerprints
+
+
+@extract_fields(
+    {
+        "daily_sales": pd.DataFrame,
+        "raw_record_count": int,
+        "missing_cells_by_column": dict,
+        "rejected_by_reason": dict,
+        "distinct_raw_rows": int,
+    }
+)
+def sales_reductions(
+    raw_sales_data: pd.DataFrame, validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame
+) -> dict:
+    """The large-data reductions: per-day sales (exact integer cents), row and missing-cell
+    counts, rejections per reason, and the number of distinct raw rows."""
+    by_date = cleaned_sales_data.groupby("date")
+    computed = frames.materialize(
+        {
+            "totals": by_date.agg(total_cents=("amount_cents", "sum"), transaction_count=("amount_cents", "count")),
+            "products": by_date["product_id"].nunique(),
+            "reasons": validated_sales["reject_reason"].value_counts(),
+            "profile": frames.map_partitions(missing_cell_counts, raw_sales_data).sum(),
+            "distinct": frames.map_partitions(row_fingerprints, raw_sales_data).nunique(),
+        }
+    )
+    profile = computed["profile"]
+    reasons = computed["reasons"]
+    return {
+        "daily_sales": _daily_table(computed["totals"], computed["products"]),
+        "raw_record_count": int(profile["rows"]),
+        "missing_cells_by_column": {c: int(profile[f"missing_{c}"]) for c in RAW_COLUMNS},
+        "rejected_by_reason": {r: int(reasons.get(code, 0)) for code, r in enumerate(REJECT_REASONS, start=KEPT + 1)},
+        "distinct_raw_rows": int(computed["distinct"]),
+    }
+
+
+def _daily_table(totals: pd.DataFrame, products: pd.Series) -> pd.DataFrame:
+    """One row per sales day, ascending: date, total_cents, transaction_count, unique_products."""
+    daily = totals.join(products.rename("unique_products"), how="left").sort_index()
+    daily.index = pd.Index([d for d in daily.index], name="date", dtype=object)
+    return daily.reset_index().astype(
+        {"total_cents": "int64", "transaction_count": "int64", "unique_products": "int64"}
+    )

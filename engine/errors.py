@@ -1,0 +1,47 @@
+"""The errors a run can end with, each with its own process exit code.
+
+Expected failures (bad input, bad configuration, an unreachable cluster) are reported as
+one line naming what is wrong; only unexpected errors deserve a traceback.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """A failure the engine explains in one line; `exit_code` is the process status."""
+
+    exit_code = 1
+
+
+class ConfigurationError(EngineError):
+    """The command line or a configuration file is wrong (unknown key, bad value)."""
+
+    exit_code = 2
+
+
+class InputDataError(EngineError):
+    """The input is missing, empty, unreadable, or lacks required columns."""
+
+    exit_code = 3
+
+
+class QualityAlertError(EngineError):
+    """A data-quality alert fired and the configuration says alerts fail the run."""
+
+    exit_code = 4
+
+
+class ClusterError(EngineError):
+    """The Dask cluster is unreachable, has no workers, or lost the work."""
+
+    exit_code = 5
+
+
+class ResourceError(EngineError):
+    """The run ran out of memory (or another machine resource)."""
+
+    exit_code = 6
+
+
+UNEXPECTED_EXIT_CODE = 1
+INTERRUPTED_EXIT_CODE = 130

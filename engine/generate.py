@@ -1,0 +1,589 @@
+"""Synthetic sales transactions: a realistic, seeded, reproducible CSV for demos, tests
+and benchmarks.
+
+The file has the engine's input columns (SPEC.md §2), ``date,product_id,amount,customer_id``,
+with a header row, ``\\n`` line ends, UTF-8, and is quoted only where a cell needs it (a
+comma or a quote inside, or a whitespace-only cell, so it survives any reader).
+
+What the data looks like:
+
+* **Dates** span ``days`` days from ``start``, in ascending order like a daily export; the
+  number of sales per day follows a weekly rhythm (Saturdays and Sundays are busiest), a
+  gentle yearly cycle peaking before Christmas, and a mild upward trend.
+* **Products** (``P000042``) have Zipf-like popularity, so a few best sellers dominate,
+  and each has its own price level; one product is literally called ``NA``.
+* **Amounts** are log-normal around the product's price level times a small quantity,
+  written with two decimals.
+* **Customers** (``C0012345``) are skewed towards regulars; about 8 % of sales have no
+  customer (the column is optional).
+
+Dirt: about ``dirt`` of all rows break exactly one cleaning rule of docs/semantics.md, spread
+over every reject reason (see ``DIRT_KINDS`` for the shares). Half as many rows again carry
+harmless oddities that the cleaning must keep (values padded with spaces, ``12.5``, ``.75``,
+``+12.50``). About ``duplicate_rate`` of rows are exact copies of a recent earlier row.
+
+Reproducibility: the output is byte-identical for the same arguments and does not depend on
+``chunk_rows`` (randomness is drawn per fixed block of rows, each block from its own seeded
+stream), so the chunk size is a pure memory/speed knob. Generation is vectorised (numpy and
+Arrow compute kernels build whole blocks of CSV lines at once) and streamed chunk by chunk,
+so memory stays bounded whatever the row count. The file is written atomically: to a hidden
+temporary file next to the target, then renamed over it, so a failed run never leaves a
+partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["GeneratedSummary", "generate_sales", "DIRT_KINDS", "ODDITY_KINDS", "HEADER"]
+
+HEADER = b"date,product_id,amount,customer_id\n"
+
+#: Rows drawn from one random stream. Fixed, so the output never depends on `chunk_rows`.
+_BLOCK_ROWS = 1 << 16
+#: A duplicate copies one of this many rows before it (a re-sent record, not a random one).
+_DUPLICATE_WINDOW = 2_000
+
+# Shape of the data (business assumptions, not arguments).
+_WEEKDAY_WEIGHTS = np.array([0.90, 0.88, 0.92, 0.97, 1.08, 1.38, 1.27])  # Monday .. Sunday
+_TREND_OVER_PERIOD = 0.25  # sales volume grows by 25 % from the first to the last day
+_YEARLY_SWING = 0.12  # +-12 % yearly cycle ...
+_YEARLY_PEAK_DAY = 349  # ... peaking mid-December (day of year, 0-based)
+_ZIPF_EXPONENT = 1.07
+_MEDIAN_PRICE = 18.0
+_PRICE_SPREAD = 0.9  # sigma of log price level across products
+_AMOUNT_SPREAD = 0.25  # sigma of log amount around a product's price level
+_MIN_CENTS = 50  # nothing sells for less than 0.50
+_QUANTITY_P = 0.72  # geometric: 72 % of sales are one item
+_CUSTOMER_PRESENT = 0.92
+_CUSTOMER_SKEW = 2.0  # customer index = customers * u**skew: regulars buy more
+_NA_PRODUCT_RANK = 10  # the product called "NA" is the 10th best seller
+_ODDITY_RATIO = 0.5  # oddity rows per dirty row
+
+# Stream identifiers mixed into the seed, so catalogue and blocks never share a stream.
+_CATALOG_STREAM = 0
+_BLOCK_STREAM = 1
+
+
+@dataclass(frozen=True)
+class GeneratedSummary:
+    """What a generation wrote: the file, its data rows (header excluded), its size on
+    disk in bytes (compressed size for .gz/.zst) and the seed that reproduces it."""
+
+    path: Path
+    rows: int
+    bytes_written: int
+    seed: int
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@dataclass(frozen=True)
+class _Spec:
+    rows: int
+    seed: int
+    start: date
+    days: int
+    products: int
+    customers: int
+    dirt: float
+    duplicate_rate: float
+    chunk_rows: int
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _fraction(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def _start_date(value: object, days: int) -> date:
+    try:
+        first = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        first = None
+    if first is None:
+        raise ValueError(f"start must be a calendar date YYYY-MM-DD, got {value!r}")
+    if first.toordinal() + days - 1 > date.max.toordinal():
+        raise ValueError(f"start {value} plus {days} days goes beyond year 9999")
+    return first
+
+
+def _validated(rows, seed, start, days, products, customers, dirt, duplicate_rate, chunk_rows) -> _Spec:
+    """Check every argument before anything is written; raise ValueError on a bad one."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    duplicate_rate = _fraction("duplicate_rate", duplicate_rate)
+    if duplicate_rate >= 1.0:
+        raise ValueError("duplicate_rate must be below 1 (the first row cannot be a duplicate)")
+    days = _positive_int("days", days)
+    return _Spec(
+        rows=_positive_int("rows", rows),
+        seed=int(seed),
+        start=_start_date(start, days),
+        days=days,
+        products=_positive_int("products", products),
+        customers=_positive_int("customers", customers),
+        dirt=_fraction("dirt", dirt),
+        duplicate_rate=duplicate_rate,
+        chunk_rows=_positive_int("chunk_rows", chunk_rows),
+    )
+
+
+# --------------------------------------------------------------------------- text helpers
+
+
+def _strings(values) -> pa.Array:
+    return pa.array(values, pa.string())
+
+
+def _choice(rng: np.random.Generator, options: list[str | None], count: int, p=None) -> pa.Array:
+    """`count` values drawn from `options` (None gives an empty cell)."""
+    return _strings(options).take(rng.choice(len(options), size=count, p=p))
+
+
+def _zero_padded(numbers: np.ndarray, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width, "0")
+
+
+def _identifiers(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """`P000042`-style identifiers."""
+    return pc.binary_join_element_wise(prefix, _zero_padded(numbers, width), "")
+
+
+def _money(cents: np.ndarray) -> pa.Array:
+    """Amounts in cents as text with two decimals (`1234` → `12.34`)."""
+    units = pc.cast(pa.array(cents // 100, pa.int64()), pa.string())
+    return pc.binary_join_element_wise(units, _zero_padded(cents % 100, 2), ".")
+
+
+def _quoted_where_needed(text: pa.Array) -> pa.Array:
+    """CSV rendering of cells: quote a cell holding a comma, a quote or a line break, and a
+    whitespace-only cell (so no reader mistakes it for empty or trims it away)."""
+    needs = pc.match_substring_regex(text, r'[",\r\n]|^\s+$')
+    escaped = pc.replace_substring(text, '"', '""')
+    return pc.if_else(needs, pc.binary_join_element_wise('"', escaped, '"', ""), text)
+
+
+# --------------------------------------------------------------------------- dirt and oddities
+
+_Generator = Callable[[np.random.Generator, pa.Array], pa.Array]
+_IMPOSSIBLE_MONTH_DAYS = ["02-30", "02-31", "04-31", "06-31", "09-31", "11-31", "13-01", "00-10", "07-32", "12-00"]
+
+
+def _missing(rng, current):
+    """An empty cell or a whitespace-only one."""
+    return _choice(rng, [None, " ", "  ", "\t"], len(current), p=[0.5, 0.25, 0.15, 0.1])
+
+
+def _impossible_day(rng, current):
+    """`2023-02-30`: the right shape, but no such day."""
+    year = pc.utf8_slice_codeunits(current, 0, 4)
+    return pc.binary_join_element_wise(year, _choice(rng, _IMPOSSIBLE_MONTH_DAYS, len(current)), "-")
+
+
+def _slashed_date(rng, current):
+    """`2024/01/05`."""
+    return pc.replace_substring(current, "-", "/")
+
+
+def _day_first_date(rng, current):
+    """`05-01-2024`."""
+    day, month, year = (pc.utf8_slice_codeunits(current, a, b) for a, b in ((8, 10), (5, 7), (0, 4)))
+    return pc.binary_join_element_wise(day, month, year, "-")
+
+
+def _text_date(rng, current):
+    return _choice(rng, ["not a date", "unknown", "N/A", "TBD", "yesterday"], len(current))
+
+
+def _text_amount(rng, current):
+    return _choice(rng, ["abc", "n/a", "null", "None", "twelve", "-", "."], len(current))
+
+
+def _nan_amount(rng, current):
+    return _choice(rng, ["NaN", "nan", "NAN"], len(current))
+
+
+def _thousands_amount(rng, current):
+    """`1,234.50`: a thousands separator."""
+    count = len(current)
+    units = pc.binary_join_element_wise(
+        pc.cast(pa.array(rng.integers(1, 100, count)), pa.string()), _zero_padded(rng.integers(0, 1000, count), 3), ","
+    )
+    return pc.binary_join_element_wise(units, _zero_padded(rng.integers(0, 100, count), 2), ".")
+
+
+def _currency_amount(rng, current):
+    """`$12.00`: a currency sign."""
+    return pc.binary_join_element_wise(_choice(rng, ["$", "€", "£"], len(current)), current, "")
+
+
+def _infinite_amount(rng, current):
+    return _choice(rng, ["inf", "-inf", "Infinity", "INF"], len(current))
+
+
+def _exponent_amount(rng, current):
+    return _choice(rng, ["1e3", "2.5e2", "1E2", "7.5e1"], len(current))
+
+
+def _zero_amount(rng, current):
+    """Zero, written several ways (`0.004` is 0 cents once rounded)."""
+    return _choice(rng, ["0", "0.00", "0.0", "-0.00", "0.004"], len(current))
+
+
+def _negative_amount(rng, current):
+    """A refund: `-12.34`."""
+    return pc.binary_join_element_wise("-", current, "")
+
+
+def _padded(rng, current):
+    """A valid value with surrounding spaces (kept: values are trimmed)."""
+    pads = [(" ", ""), ("", " "), (" ", " "), ("  ", "  ")]
+    which = rng.integers(0, len(pads), len(current))
+    left = _strings([p[0] for p in pads]).take(which)
+    right = _strings([p[1] for p in pads]).take(which)
+    return pc.binary_join_element_wise(left, current, right, "")
+
+
+def _one_decimal_amount(rng, current):
+    """`12.5`: one decimal only (kept)."""
+    return pc.utf8_slice_codeunits(current, 0, -1)
+
+
+def _leading_dot_amount(rng, current):
+    """`.75`: no units digit (kept)."""
+    return pc.binary_join_element_wise(".", _zero_padded(rng.integers(1, 100, len(current)), 2), "")
+
+
+def _plus_sign_amount(rng, current):
+    """`+12.50`: an explicit plus sign (kept)."""
+    return pc.binary_join_element_wise("+", current, "")
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    reason: str | None  # the reject reason it causes; None for a kept oddity
+    column: str
+    share: float
+    make: _Generator
+
+
+#: Dirt kinds with their share of the dirty rows (the shares add up to 1).
+DIRT_KINDS: tuple[_Kind, ...] = (
+    _Kind("missing_date", "missing_date", "date", 0.12, _missing),
+    _Kind("impossible_day", "invalid_date", "date", 0.05, _impossible_day),
+    _Kind("slashed_date", "invalid_date", "date", 0.045, _slashed_date),
+    _Kind("day_first_date", "invalid_date", "date", 0.045, _day_first_date),
+    _Kind("text_date", "invalid_date", "date", 0.04, _text_date),
+    _Kind("missing_product_id", "missing_product_id", "product_id", 0.12, _missing),
+    _Kind("missing_amount", "missing_amount", "amount", 0.14, _missing),
+    _Kind("text_amount", "invalid_amount", "amount", 0.035, _text_amount),
+    _Kind("nan_amount", "invalid_amount", "amount", 0.035, _nan_amount),
+    _Kind("thousands_amount", "invalid_amount", "amount", 0.035, _thousands_amount),
+    _Kind("currency_amount", "invalid_amount", "amount", 0.035, _currency_amount),
+    _Kind("infinite_amount", "invalid_amount", "amount", 0.03, _infinite_amount),
+    _Kind("exponent_amount", "invalid_amount", "amount", 0.03, _exponent_amount),
+    _Kind("zero_amount", "non_positive_amount", "amount", 0.10, _zero_amount),
+    _Kind("negative_amount", "non_positive_amount", "amount", 0.14, _negative_amount),
+)
+
+#: Harmless oddities with their share of the oddity rows (there are `dirt / 2` of them).
+ODDITY_KINDS: tuple[_Kind, ...] = (
+    _Kind("padded_date", None, "date", 0.15, _padded),
+    _Kind("padded_product_id", None, "product_id", 0.15, _padded),
+    _Kind("padded_amount", None, "amount", 0.15, _padded),
+    _Kind("padded_customer_id", None, "customer_id", 0.10, _padded),
+    _Kind("one_decimal_amount", None, "amount", 0.25, _one_decimal_amount),
+    _Kind("leading_dot_amount", None, "amount", 0.15, _leading_dot_amount),
+    _Kind("plus_sign_amount", None, "amount", 0.05, _plus_sign_amount),
+)
+
+
+def _kind_thresholds(dirt: float) -> np.ndarray:
+    """Cumulative probability of each kind (DIRT_KINDS then ODDITY_KINDS); beyond the
+    last threshold a row stays clean."""
+    oddity = min(dirt * _ODDITY_RATIO, 1.0 - dirt)
+    shares = [dirt * k.share for k in DIRT_KINDS] + [oddity * k.share for k in ODDITY_KINDS]
+    return np.cumsum(shares)
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """Everything shared by all blocks: the days, the products and their popularity."""
+
+    day_text: pa.Array
+    day_cdf: np.ndarray
+    product_text: pa.Array
+    product_cdf: np.ndarray
+    product_price: np.ndarray
+    kind_thresholds: np.ndarray
+
+
+def _day_weights(first: date, days: int) -> np.ndarray:
+    """Relative sales volume of each day: weekly rhythm × yearly cycle × trend."""
+    day = np.datetime64(first, "D") + np.arange(days)
+    weekday = (day.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    day_of_year = (day - day.astype("datetime64[Y]")).astype(np.int64)
+    yearly = 1.0 + _YEARLY_SWING * np.cos(2 * np.pi * (day_of_year - _YEARLY_PEAK_DAY) / 365.25)
+    trend = 1.0 + _TREND_OVER_PERIOD * np.arange(days) / max(days - 1, 1)
+    return _WEEKDAY_WEIGHTS[weekday] * yearly * trend
+
+
+def _cdf(weights: np.ndarray) -> np.ndarray:
+    cdf = np.cumsum(weights)
+    return cdf / cdf[-1]
+
+
+def _product_popularity(rng: np.random.Generator, products: int) -> np.ndarray:
+    """Zipf-like weights, assigned to product ids in random order."""
+    by_rank = 1.0 / np.arange(1, products + 1) ** _ZIPF_EXPONENT
+    return by_rank[rng.permutation(products)]
+
+
+def _product_ids(popularity: np.ndarray) -> pa.Array:
+    """`P000001` … ; the product of popularity rank `_NA_PRODUCT_RANK` is called `NA`."""
+    count = len(popularity)
+    ids = _identifiers("P", np.arange(1, count + 1), max(6, len(str(count))))
+    if count < 2:
+        return ids
+    rank_order = np.argsort(-popularity, kind="stable")
+    is_na = np.zeros(count, dtype=bool)
+    is_na[rank_order[min(_NA_PRODUCT_RANK, count) - 1]] = True
+    return pc.replace_with_mask(ids, pa.array(is_na), _strings(["NA"]))
+
+
+def _build_catalog(spec: _Spec) -> _Catalog:
+    rng = np.random.default_rng([spec.seed, _CATALOG_STREAM])
+    days = np.datetime64(spec.start, "D") + np.arange(spec.days)
+    popularity = _product_popularity(rng, spec.products)
+    price = np.exp(rng.normal(np.log(_MEDIAN_PRICE), _PRICE_SPREAD, spec.products))
+    return _Catalog(
+        day_text=_strings(days.astype(str)),
+        day_cdf=_cdf(_day_weights(spec.start, spec.days)),
+        product_text=_product_ids(popularity),
+        product_cdf=_cdf(popularity),
+        product_price=price,
+        kind_thresholds=_kind_thresholds(spec.dirt),
+    )
+
+
+# --------------------------------------------------------------------------- one block
+
+
+def _sample(cdf: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Indices drawn from a cumulative distribution."""
+    return np.minimum(np.searchsorted(cdf, uniforms, side="right"), len(cdf) - 1)
+
+
+def _clean_columns(rng: np.random.Generator, spec: _Spec, catalog: _Catalog, first_row: int, count: int):
+    """Valid sales rows at file positions first_row … first_row+count-1, dates ascending."""
+    position = (first_row + np.sort(rng.random(count)) * count) / spec.rows
+    day = _sample(catalog.day_cdf, position)
+    product = _sample(catalog.product_cdf, rng.random(count))
+    quantity = rng.geometric(_QUANTITY_P, count)
+    noise = rng.lognormal(0.0, _AMOUNT_SPREAD, count)
+    cents = np.maximum(np.rint(catalog.product_price[product] * quantity * noise * 100), _MIN_CENTS)
+    present = rng.random(count) < _CUSTOMER_PRESENT
+    customer = (spec.customers * rng.random(count) ** _CUSTOMER_SKEW).astype(np.int64)
+    customer_ids = _identifiers("C", customer + 1, max(7, len(str(spec.customers))))
+    return {
+        "date": catalog.day_text.take(day),
+        "product_id": catalog.product_text.take(product),
+        "amount": _money(cents.astype(np.int64)),
+        "customer_id": pc.if_else(pa.array(present), customer_ids, pa.scalar(None, pa.string())),
+    }
+
+
+def _apply_kinds(rng: np.random.Generator, columns: dict[str, pa.Array], thresholds: np.ndarray) -> None:
+    """Turn some clean rows into dirty or odd ones, at most one kind per row."""
+    kind = np.searchsorted(thresholds, rng.random(len(columns["date"])), side="right")
+    for index, spec in enumerate(DIRT_KINDS + ODDITY_KINDS):
+        rows = kind == index
+        if not rows.any():
+            continue
+        mask = pa.array(rows)
+        column = columns[spec.column]
+        replacement = _quoted_where_needed(spec.make(rng, column.filter(mask)))
+        columns[spec.column] = pc.replace_with_mask(column, mask, replacement)
+
+
+def _duplicate_sources(rng: np.random.Generator, count: int, rate: float) -> np.ndarray | None:
+    """For each row, the row whose content it carries: itself, or for about `rate` of rows
+    a recent earlier row that is not itself a copy. None when no row is a copy."""
+    source = np.arange(count)
+    copy = rng.random(count) < rate
+    back = 1 + (rng.random(count) * np.minimum(source, _DUPLICATE_WINDOW)).astype(np.int64)
+    copy[0] = False
+    if not copy.any():
+        return None
+    source = np.where(copy, source - back, source)
+    while True:  # follow copies of copies to the original (pointer jumping, a few rounds)
+        followed = source[source]
+        if np.array_equal(followed, source):
+            return source
+        source = followed
+
+
+def _csv_lines(columns: dict[str, pa.Array]) -> pa.Array:
+    """One CSV line per row, `\\n`-terminated; a null cell is written empty."""
+    customer = pc.binary_join_element_wise(columns["customer_id"], "", "\n", null_handling="replace", null_replacement="")
+    return pc.binary_join_element_wise(
+        columns["date"], columns["product_id"], columns["amount"], customer, ",",
+        null_handling="replace", null_replacement="",
+    )
+
+
+def _block_lines(spec: _Spec, catalog: _Catalog, block: int) -> pa.Array:
+    """The CSV lines of one block of rows, from the block's own random stream."""
+    rng = np.random.default_rng([spec.seed, _BLOCK_STREAM, block])
+    first_row = block * _BLOCK_ROWS
+    count = min(_BLOCK_ROWS, spec.rows - first_row)
+    columns = _clean_columns(rng, spec, catalog, first_row, count)
+    _apply_kinds(rng, columns, catalog.kind_thresholds)
+    source = _duplicate_sources(rng, count, spec.duplicate_rate)
+    if source is not None:
+        columns = {name: values.take(source) for name, values in columns.items()}
+    return _csv_lines(columns)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _text_bytes(lines: pa.Array) -> memoryview:
+    """The bytes of a (possibly sliced) string array, without copying."""
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
+    return memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]]
+
+
+def _chunks(spec: _Spec, catalog: _Catalog) -> Iterator[list[memoryview]]:
+    """The file body, `chunk_rows` rows at a time (as pieces of block buffers)."""
+    cached_block, cached_lines = -1, None
+    for chunk_start in range(0, spec.rows, spec.chunk_rows):
+        chunk_end = min(spec.rows, chunk_start + spec.chunk_rows)
+        pieces = []
+        for block in range(chunk_start // _BLOCK_ROWS, (chunk_end - 1) // _BLOCK_ROWS + 1):
+            if block != cached_block:
+                cached_block, cached_lines = block, _block_lines(spec, catalog, block)
+            low = max(chunk_start, block * _BLOCK_ROWS) - block * _BLOCK_ROWS
+            high = min(chunk_end, (block + 1) * _BLOCK_ROWS) - block * _BLOCK_ROWS
+            pieces.append(_text_bytes(cached_lines.slice(low, high - low)))
+        yield pieces
+
+
+def _compression(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}.get(suffix)
+
+
+@contextmanager
+def _compressed(raw: BinaryIO, compression: str | None) -> Iterator[BinaryIO]:
+    """A writer that compresses into `raw`; reproducible (no timestamp, no file name)."""
+    if compression is None:
+        yield raw
+    elif compression == "gzip":
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as sink:
+            yield sink
+    else:
+        import zstandard
+
+        with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(raw, closefd=False) as sink:
+            yield sink
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _atomic_file(target: Path) -> Iterator[BinaryIO]:
+    """A new hidden file next to `target`, renamed over it only when the block succeeds;
+    on any failure it is removed and `target` is left as it was. The file gets the usual
+    permissions (0666 minus the umask)."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            yield raw
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def generate_sales(
+    output: str | Path,
+    rows: int,
+    *,
+    seed: int = 0,
+    start: str = "2022-01-01",
+    days: int = 3 * 365,
+    products: int = 2_000,
+    customers: int = 200_000,
+    dirt: float = 0.04,
+    duplicate_rate: float = 0.01,
+    chunk_rows: int = 1_000_000,
+) -> GeneratedSummary:
+    """Write `rows` synthetic sales transactions to `output` as CSV and say what was written.
+
+    `output` ending in `.gz` is gzip-compressed, `.zst` (or `.zstd`) zstandard-compressed,
+    anything else plain text; missing parent directories are created. The data cover `days`
+    days from `start` (YYYY-MM-DD), `products` products and `customers` customers; about
+    `dirt` of the rows break one cleaning rule each (every reject reason occurs) and about
+    `duplicate_rate` of them repeat an earlier row exactly. The same arguments always give
+    the same bytes; `chunk_rows` only bounds memory (rows held at once) and never changes
+    the output.
+
+    Raises ValueError for a bad argument before anything is written, and OSError when the
+    file cannot be written; in both cases no file appears (or changes) under `output`.
+    """
+    spec = _validated(rows, seed, start, days, products, customers, dirt, duplicate_rate, chunk_rows)
+    target = Path(output)
+    if target.is_dir():
+        raise ValueError(f"output {target} is a directory, expected a file path")
+    catalog = _build_catalog(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(target) as raw, _compressed(raw, _compression(target)) as sink:
+        sink.write(HEADER)
+        for pieces in _chunks(spec, catalog):
+            for piece in pieces:
+                sink.write(piece)
+    return GeneratedSummary(path=target, rows=spec.rows, bytes_written=target.stat().st_size, seed=spec.seed)

@@ -1,0 +1,31 @@
+"""One logging setup for the CLI: human-readable lines on stderr and in a log file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_HANDLER_MARK = "_engine_handler"
+
+
+def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
+    """Log `engine` messages at `level` to stderr and, if given, to `log_file`.
+
+    Calling it again replaces the handlers it added before (one run after another in
+    the same process logs to the right file).
+    """
+    logger = logging.getLogger("engine")
+    logger.setLevel(level.upper())
+    for handler in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
+        logger.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(FORMAT))
+        setattr(handler, _HANDLER_MARK, True)
+        logger.addHandler(handler)
+    logger.propagate = False

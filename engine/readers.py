@@ -1,0 +1,159 @@
+"""Reading one read task (a partition) into a DataFrame of raw text columns.
+
+Every mode calls `read_task`: pandas mode for each task in turn, Dask modes once per
+partition, on whichever worker runs it. Cells are read as text, exactly as written; an
+empty cell is null and nothing else is (no `NA`/`NaN` guessing).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from fsspec.utils import read_block, seek_delimiter
+
+from engine.errors import InputDataError
+from engine.sources import ReadTask, SourceFile
+from engine.validation import RAW_COLUMNS, STRING
+
+#: The raw frame every reader returns: the four columns as Arrow text, nothing else.
+RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
+
+
+def empty_raw_frame() -> pd.DataFrame:
+    """A zero-row raw frame: the shape (meta) every partition has."""
+    return RAW_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def read_task(task: ReadTask) -> pd.DataFrame:
+    """The rows of one read task as raw text columns."""
+    if task.file.format == "parquet":
+        table = _read_parquet(task)
+    else:
+        table = _read_csv(task)
+    for name in RAW_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    table = table.select(list(RAW_COLUMNS))
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    return frame.astype({name: STRING for name in RAW_COLUMNS}, copy=False)
+
+
+def _read_csv(task: ReadTask) -> pa.Table:
+    data, first_line = _csv_bytes(task)
+    columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    parse = pacsv.ParseOptions(newlines_in_values=False)
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in columns},
+        include_columns=columns,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    read = pacsv.ReadOptions(use_threads=False, block_size=8 << 20)
+    try:
+        return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as error:
+        raise _located_error(task.file, data, first_line, error) from None
+
+
+def _csv_bytes(task: ReadTask) -> tuple[bytes, int]:
+    """The bytes to parse (header first) and the file line number of the first data line."""
+    file = task.file
+    try:
+        if file.compression is not None:
+            with pa.input_stream(file.path, compression=file.compression) as stream:
+                return stream.read(), 2
+        with open(file.path, "rb") as handle:
+            block = read_block(handle, task.offset, task.length, delimiter=b"\n")
+            if task.offset == 0:
+                return block, 2
+            handle.seek(0)
+            lines_before = _count_lines(handle, _block_start(handle, task.offset))
+            return file.header + block, lines_before + 1
+    except (OSError, pa.ArrowException) as error:
+        raise InputDataError(f"{file.path}: cannot be read ({error})") from None
+
+
+def _block_start(handle, offset: int) -> int:
+    """Where the block at `offset` really starts: after the first line break at or after it
+    (the rule `read_block` follows)."""
+    handle.seek(offset)
+    seek_delimiter(handle, b"\n", 1 << 16)
+    return handle.tell()
+
+
+def _count_lines(handle, end: int) -> int:
+    handle.seek(0)
+    count, remaining = 0, end
+    while remaining > 0:
+        chunk = handle.read(min(remaining, 1 << 24))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        remaining -= len(chunk)
+    return count
+
+
+def _located_error(file: SourceFile, data: bytes, first_data_line: int, error: pa.ArrowInvalid) -> InputDataError:
+    """An input error naming the file and the line of the first row that does not parse."""
+    bad = {}
+
+    def note_first(row: pacsv.InvalidRow) -> str:
+        bad.setdefault("row", row)
+        return "skip"
+
+    try:
+        pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=note_first),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in file.columns}),
+        )
+    except pa.ArrowInvalid as again:
+        return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(again)})")
+    row = bad.get("row")
+    if row is None:
+        return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(error)})")
+    line = first_data_line + row.number - 2
+    detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+    if row.text.count('"') % 2:
+        detail += " (unclosed quote)"
+    return InputDataError(f"{file.path}: line {line}: {detail}")
+
+
+def _squash(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200]
+
+
+def _read_parquet(task: ReadTask) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    try:
+        parquet = pq.ParquetFile(task.file.path)
+        table = parquet.read_row_groups(list(task.row_groups), columns=columns) if task.row_groups else parquet.read(columns=columns)
+        return pa.table({name: _as_text(name, table[name]) for name in columns})
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{task.file.path}: cannot be read as Parquet ({_squash(error)})") from None
+
+
+def _as_text(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A typed Parquet column as the text a CSV export would hold (docs/semantics.md)."""
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_timestamp(kind):
+        midnight = pc.equal(pc.cast(pc.cast(column, pa.date32()), kind), column)
+        as_date = pc.cast(pc.cast(column, pa.date32()), pa.string())
+        return pc.if_else(midnight, as_date, pc.strftime(column, format="%Y-%m-%d %H:%M:%S"))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.string())
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowNotImplementedError:
+        raise pa.ArrowInvalid(f"column {name!r} has type {kind}, not text, a number or a date") from None

@@ -1,0 +1,222 @@
+"""Where the sales data comes from: resolving INPUT into files, checking each one, and
+cutting it into read tasks (the partitions every mode reads).
+
+Checks that need only a file's first bytes (exists, not empty, text, has the required
+columns, has a data row) happen here, before any computation starts, so a bad input
+fails in milliseconds with a message that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from engine.errors import InputDataError
+from engine.validation import RAW_COLUMNS, REQUIRED_COLUMNS
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SNIFF_BYTES = 64 * 1024
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: absolute path, format, compression, size and its columns."""
+
+    path: str
+    format: str  # "csv" or "parquet"
+    compression: str | None
+    size: int
+    columns: tuple[str, ...]
+    header: bytes = b""  # the CSV header line, prepended to every block after the first
+
+    @property
+    def text_bytes(self) -> int:
+        """Rough size as CSV text: compressed and Parquet files expand about 4 times."""
+        return self.size * (4 if self.compression or self.format == "parquet" else 1)
+
+    @property
+    def splittable(self) -> bool:
+        return self.format == "csv" and self.compression is None
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One partition: a byte range of a CSV file, or row groups of a Parquet file."""
+
+    file: SourceFile
+    offset: int = 0
+    length: int | None = None  # None: to the end of the file
+    row_groups: tuple[int, ...] | None = None  # Parquet only; None: all
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The whole input: its files and the read tasks that cover them exactly once."""
+
+    source: str
+    files: tuple[SourceFile, ...]
+    tasks: tuple[ReadTask, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+
+def find_files(source: str) -> tuple[SourceFile, ...]:
+    """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet)."""
+    files = tuple(_inspect(path) for path in _expand(source))
+    if len({f.format for f in files}) > 1:
+        raise InputDataError(f"{source}: mixes CSV and Parquet files; give one format per run")
+    return files
+
+
+def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int) -> ReadPlan:
+    """Read tasks of about `partition_bytes` each that cover every file exactly once."""
+    tasks = tuple(task for f in files for task in _tasks_for(f, partition_bytes))
+    return ReadPlan(source=source, files=files, tasks=tasks)
+
+
+def _expand(source: str) -> list[str]:
+    if glob.has_magic(source):
+        matches = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise InputDataError(f"{source}: no file matches this pattern")
+        return [os.path.abspath(p) for p in matches]
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(
+            str(p.resolve())
+            for p in path.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "_")) and _format_of(p.name)[0] is not None
+        )
+        if not found:
+            raise InputDataError(f"{source}: directory holds no CSV or Parquet file")
+        return found
+    if not path.exists():
+        raise InputDataError(f"{source}: no such file or directory")
+    return [str(path.resolve())]
+
+
+def _format_of(name: str) -> tuple[str | None, str | None]:
+    lower = name.lower()
+    compression = None
+    for suffix, kind in COMPRESSION_SUFFIXES.items():
+        if lower.endswith(suffix):
+            compression, lower = kind, lower[: -len(suffix)]
+            break
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet", compression
+    if lower.endswith(CSV_SUFFIXES) or compression:
+        return "csv", compression
+    return None, None
+
+
+def _inspect(path: str) -> SourceFile:
+    fmt, compression = _format_of(os.path.basename(path))
+    size = os.path.getsize(path)
+    if size == 0:
+        raise InputDataError(f"{path}: file is empty")
+    if fmt == "parquet":
+        return _inspect_parquet(path, size)
+    return _inspect_csv(path, size, compression)
+
+
+def _inspect_parquet(path: str, size: int) -> SourceFile:
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
+    columns = tuple(metadata.schema.names)
+    _require_columns(path, columns)
+    if metadata.num_rows == 0:
+        raise InputDataError(f"{path}: Parquet file has no rows")
+    return SourceFile(path=path, format="parquet", compression=None, size=size, columns=columns)
+
+
+def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
+    head = _read_head(path, compression)
+    if not head.strip():
+        raise InputDataError(f"{path}: file is empty")
+    if b"\x00" in head:
+        raise InputDataError(f"{path}: binary data, not a CSV text file")
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    header_end = head.find(b"\n")
+    header = head if header_end < 0 else head[: header_end + 1]
+    try:
+        header_text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputDataError(f"{path}: line 1: not UTF-8 text (binary data or another encoding)") from None
+    names = next(csv.reader(io.StringIO(header_text)), [])
+    columns = tuple(name.strip() for name in names)
+    _require_columns(path, columns)
+    if not head[len(header):].strip():
+        raise InputDataError(f"{path}: has a header but no data rows")
+    return SourceFile(
+        path=path, format="csv", compression=compression, size=size, columns=columns,
+        header=header if header.endswith(b"\n") else header + b"\n",
+    )
+
+
+def _read_head(path: str, compression: str | None) -> bytes:
+    try:
+        with pa.input_stream(path, compression=compression) as stream:
+            return stream.read(_SNIFF_BYTES)
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{path}: cannot be read ({_first_line(error)})") from None
+
+
+def _require_columns(path: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if not missing:
+        return
+    message = f"{path}: missing required columns: {', '.join(missing)}"
+    if len(columns) == 1:
+        hinted = [d for d in _OTHER_DELIMITERS if d in columns[0]]
+        if hinted:
+            message += f" (the header looks {hinted[0]!r}-separated; the engine reads comma-separated files)"
+    raise InputDataError(message)
+
+
+def _tasks_for(file: SourceFile, partition_bytes: int) -> list[ReadTask]:
+    if file.format == "parquet":
+        import pyarrow.parquet as pq
+
+        metadata = pq.ParquetFile(file.path).metadata
+        groups, tasks, group_bytes = [], [], 0
+        for index in range(metadata.num_row_groups):
+            groups.append(index)
+            group_bytes += metadata.row_group(index).total_byte_size
+            if group_bytes >= partition_bytes:
+                tasks.append(ReadTask(file=file, row_groups=tuple(groups)))
+                groups, group_bytes = [], 0
+        if groups:
+            tasks.append(ReadTask(file=file, row_groups=tuple(groups)))
+        return tasks
+    if not file.splittable or file.size <= partition_bytes:
+        return [ReadTask(file=file)]
+    return [
+        ReadTask(file=file, offset=offset, length=min(partition_bytes, file.size - offset))
+        for offset in range(0, file.size, partition_bytes)
+    ]
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def optional_columns_absent(file: SourceFile) -> tuple[str, ...]:
+    """Raw columns the file does not have (only `customer_id` may be absent)."""
+    return tuple(c for c in RAW_COLUMNS if c not in file.columns)
