@@ -114,7 +114,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise ConfigurationError(f"--rows must be at least 1, got {args.rows}")
     summary = generate_sales(args.output, args.rows, seed=args.seed)
-    print(f"wrote {summary.rows:,} rows ({summary.bytes / 2**20:.1f} MiB) to {summary.path}")
+    print(f"wrote {summary.rows:,} rows ({summary.bytes_written / 2**20:.1f} MiB) to {summary.path}")
     return 0
 
 

@@ -160,7 +160,7 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
         dotted = f"{prefix}{key}"
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigurationError(f"{source}: unknown key {dotted!r}{hint}")
         kind = fields[key].type
         nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig}.get(str(kind))

@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from queue import Queue
 from typing import BinaryIO
 
 import numpy as np
@@ -49,12 +52,15 @@ import pyarrow.compute as pc
 
 __all__ = ["GeneratedSummary", "generate_sales", "DIRT_KINDS", "ODDITY_KINDS", "HEADER"]
 
-HEADER = b"date,product_id,amount,customer_id\n"
+RAW_COLUMNS = ("date", "product_id", "amount", "customer_id")
+HEADER = (",".join(RAW_COLUMNS) + "\n").encode()
 
 #: Rows drawn from one random stream. Fixed, so the output never depends on `chunk_rows`.
 _BLOCK_ROWS = 1 << 16
 #: A duplicate copies one of this many rows before it (a re-sent record, not a random one).
 _DUPLICATE_WINDOW = 2_000
+#: Chunks waiting for the writer thread (memory: about this many chunks + one block).
+_QUEUED_CHUNKS = 2
 
 # Shape of the data (business assumptions, not arguments).
 _WEEKDAY_WEIGHTS = np.array([0.90, 0.88, 0.92, 0.97, 1.08, 1.38, 1.27])  # Monday .. Sunday
@@ -69,6 +75,7 @@ _MIN_CENTS = 50  # nothing sells for less than 0.50
 _QUANTITY_P = 0.72  # geometric: 72 % of sales are one item
 _CUSTOMER_PRESENT = 0.92
 _CUSTOMER_SKEW = 2.0  # customer index = customers * u**skew: regulars buy more
+_LOOKUP_MAX_ITEMS = 1 << 16  # larger catalogues sample products by binary search
 _NA_PRODUCT_RANK = 10  # the product called "NA" is the 10th best seller
 _ODDITY_RATIO = 0.5  # oddity rows per dirty row
 
@@ -120,10 +127,12 @@ def _fraction(name: str, value: object) -> float:
 
 
 def _start_date(value: object, days: int) -> date:
-    try:
-        first = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        first = None
+    first = None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            first = date.fromisoformat(value)
+        except ValueError:
+            pass
     if first is None:
         raise ValueError(f"start must be a calendar date YYYY-MM-DD, got {value!r}")
     if first.toordinal() + days - 1 > date.max.toordinal():
@@ -168,15 +177,62 @@ def _zero_padded(numbers: np.ndarray, width: int) -> pa.Array:
     return pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width, "0")
 
 
-def _identifiers(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    """`P000042`-style identifiers."""
-    return pc.binary_join_element_wise(prefix, _zero_padded(numbers, width), "")
+def _text_from_bytes(data: np.ndarray, lengths: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """A string array from concatenated UTF-8 bytes and the length of each value; rows
+    where `valid` is False are null (and must have length 0)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("too much text in one array")
+    bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(
+        len(lengths),
+        pa.py_buffer(offsets.astype(np.int32)),
+        pa.py_buffer(np.ascontiguousarray(data, np.uint8)),
+        bitmap,
+        null_count=-1 if valid is None else int(len(valid) - np.count_nonzero(valid)),
+    )
+
+
+_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
+
+
+def _digit_matrix(numbers: np.ndarray, width: int) -> np.ndarray:
+    """ASCII digits of non-negative numbers, zero-padded to `width`, one row per number."""
+    digits = np.empty((len(numbers), width), dtype=np.uint8)
+    rest = np.asarray(numbers, np.int64)
+    for place in range(width - 1, -1, -1):  # loops over digit places, not rows
+        quotient = rest // 10
+        digits[:, place] = rest - quotient * 10
+        rest = quotient
+    return digits + np.uint8(ord("0"))
+
+
+def _identifiers(prefix: str, numbers: np.ndarray, width: int, present: np.ndarray | None = None) -> pa.Array:
+    """`P000042`-style identifiers: a prefix and a zero-padded number; null where
+    `present` is False."""
+    head = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    text = np.empty((len(numbers), len(head) + width), dtype=np.uint8)
+    text[:, : len(head)] = head
+    text[:, len(head) :] = _digit_matrix(numbers, width)
+    lengths = np.full(len(numbers), text.shape[1])
+    if present is None:
+        return _text_from_bytes(text.ravel(), lengths)
+    return _text_from_bytes(text[present].ravel(), np.where(present, lengths, 0), present)
 
 
 def _money(cents: np.ndarray) -> pa.Array:
-    """Amounts in cents as text with two decimals (`1234` → `12.34`)."""
-    units = pc.cast(pa.array(cents // 100, pa.int64()), pa.string())
-    return pc.binary_join_element_wise(units, _zero_padded(cents % 100, 2), ".")
+    """Positive amounts in cents as text with two decimals (`1234` → `12.34`)."""
+    cents = np.asarray(cents, np.int64)
+    units = cents // 100
+    unit_digits = 1 + np.searchsorted(_POWERS_OF_TEN, units, side="right")
+    width = int(unit_digits.max(initial=1))
+    text = np.empty((len(cents), width + 3), dtype=np.uint8)
+    text[:, :width] = _digit_matrix(units, width)
+    text[:, width] = ord(".")
+    text[:, width + 1 :] = _digit_matrix(cents % 100, 2)
+    keep = np.arange(width + 3) >= (width - unit_digits)[:, None]  # drop the leading zeros
+    return _text_from_bytes(text[keep], unit_digits + 3)
 
 
 def _quoted_where_needed(text: pa.Array) -> pa.Array:
@@ -342,6 +398,7 @@ class _Catalog:
     day_cdf: np.ndarray
     product_text: pa.Array
     product_cdf: np.ndarray
+    product_lookup: np.ndarray | None
     product_price: np.ndarray
     kind_thresholds: np.ndarray
 
@@ -356,9 +413,22 @@ def _day_weights(first: date, days: int) -> np.ndarray:
     return _WEEKDAY_WEIGHTS[weekday] * yearly * trend
 
 
+def _sample(cdf: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Indices drawn from a cumulative distribution."""
+    return np.minimum(np.searchsorted(cdf, uniforms, side="right"), len(cdf) - 1)
+
+
 def _cdf(weights: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(weights)
     return cdf / cdf[-1]
+
+
+def _inverse_cdf_table(cdf: np.ndarray) -> np.ndarray:
+    """The item drawn for each cell of a fine grid of uniform values, so that sampling is
+    one array lookup instead of a binary search. With at least 64 cells per item (and 2**20
+    in all) the rarest items keep their popularity closely."""
+    cells = max(1 << 20, 64 * len(cdf))
+    return _sample(cdf, (np.arange(cells) + 0.5) / cells).astype(np.int32)
 
 
 def _product_popularity(rng: np.random.Generator, products: int) -> np.ndarray:
@@ -389,6 +459,7 @@ def _build_catalog(spec: _Spec) -> _Catalog:
         day_cdf=_cdf(_day_weights(spec.start, spec.days)),
         product_text=_product_ids(popularity),
         product_cdf=_cdf(popularity),
+        product_lookup=_inverse_cdf_table(_cdf(popularity)) if spec.products <= _LOOKUP_MAX_ITEMS else None,
         product_price=price,
         kind_thresholds=_kind_thresholds(spec.dirt),
     )
@@ -397,41 +468,55 @@ def _build_catalog(spec: _Spec) -> _Catalog:
 # --------------------------------------------------------------------------- one block
 
 
-def _sample(cdf: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Indices drawn from a cumulative distribution."""
-    return np.minimum(np.searchsorted(cdf, uniforms, side="right"), len(cdf) - 1)
+def _draw_products(catalog: _Catalog, uniforms: np.ndarray) -> np.ndarray:
+    """Products by popularity: a table lookup for usual catalogues, an exact binary search
+    for very large ones (whose table would not fit comfortably in memory)."""
+    lookup = catalog.product_lookup
+    if lookup is None:
+        return _sample(catalog.product_cdf, uniforms)
+    return lookup[(uniforms * len(lookup)).astype(np.int64)]
 
 
 def _clean_columns(rng: np.random.Generator, spec: _Spec, catalog: _Catalog, first_row: int, count: int):
     """Valid sales rows at file positions first_row … first_row+count-1, dates ascending."""
     position = (first_row + np.sort(rng.random(count)) * count) / spec.rows
     day = _sample(catalog.day_cdf, position)
-    product = _sample(catalog.product_cdf, rng.random(count))
+    product = _draw_products(catalog, rng.random(count))
     quantity = rng.geometric(_QUANTITY_P, count)
     noise = rng.lognormal(0.0, _AMOUNT_SPREAD, count)
     cents = np.maximum(np.rint(catalog.product_price[product] * quantity * noise * 100), _MIN_CENTS)
     present = rng.random(count) < _CUSTOMER_PRESENT
     customer = (spec.customers * rng.random(count) ** _CUSTOMER_SKEW).astype(np.int64)
-    customer_ids = _identifiers("C", customer + 1, max(7, len(str(spec.customers))))
     return {
         "date": catalog.day_text.take(day),
         "product_id": catalog.product_text.take(product),
         "amount": _money(cents.astype(np.int64)),
-        "customer_id": pc.if_else(pa.array(present), customer_ids, pa.scalar(None, pa.string())),
+        "customer_id": _identifiers("C", customer + 1, max(7, len(str(spec.customers))), present),
     }
 
 
 def _apply_kinds(rng: np.random.Generator, columns: dict[str, pa.Array], thresholds: np.ndarray) -> None:
-    """Turn some clean rows into dirty or odd ones, at most one kind per row."""
+    """Turn some clean rows into dirty or odd ones, at most one kind per row (one pass
+    per column: the rows of all kinds touching it are replaced at once)."""
+    kinds = DIRT_KINDS + ODDITY_KINDS
     kind = np.searchsorted(thresholds, rng.random(len(columns["date"])), side="right")
-    for index, spec in enumerate(DIRT_KINDS + ODDITY_KINDS):
-        rows = kind == index
-        if not rows.any():
+    for name in RAW_COLUMNS:
+        indices = [i for i, k in enumerate(kinds) if k.column == name]
+        rows = np.flatnonzero(np.isin(kind, indices))
+        if rows.size == 0:
             continue
-        mask = pa.array(rows)
-        column = columns[spec.column]
-        replacement = _quoted_where_needed(spec.make(rng, column.filter(mask)))
-        columns[spec.column] = pc.replace_with_mask(column, mask, replacement)
+        current, row_kind = columns[name].take(rows), kind[rows]
+        pieces, positions = [], []
+        for index in indices:
+            where = np.flatnonzero(row_kind == index)
+            if where.size:
+                pieces.append(kinds[index].make(rng, current.take(where)))
+                positions.append(where)
+        in_row_order = np.argsort(np.concatenate(positions), kind="stable")
+        replacement = _quoted_where_needed(pa.concat_arrays(pieces).take(in_row_order))
+        mask = np.zeros(len(kind), dtype=bool)
+        mask[rows] = True
+        columns[name] = pc.replace_with_mask(columns[name], pa.array(mask), replacement)
 
 
 def _duplicate_sources(rng: np.random.Generator, count: int, rate: float) -> np.ndarray | None:
@@ -453,10 +538,10 @@ def _duplicate_sources(rng: np.random.Generator, count: int, rate: float) -> np.
 
 def _csv_lines(columns: dict[str, pa.Array]) -> pa.Array:
     """One CSV line per row, `\\n`-terminated; a null cell is written empty."""
-    customer = pc.binary_join_element_wise(columns["customer_id"], "", "\n", null_handling="replace", null_replacement="")
+    empty_for_null = {"null_handling": "replace", "null_replacement": ""}
+    last = pc.binary_join_element_wise(columns["customer_id"], "", "\n", **empty_for_null)
     return pc.binary_join_element_wise(
-        columns["date"], columns["product_id"], columns["amount"], customer, ",",
-        null_handling="replace", null_replacement="",
+        columns["date"], columns["product_id"], columns["amount"], last, ",", **empty_for_null
     )
 
 
@@ -495,6 +580,38 @@ def _chunks(spec: _Spec, catalog: _Catalog) -> Iterator[list[memoryview]]:
             high = min(chunk_end, (block + 1) * _BLOCK_ROWS) - block * _BLOCK_ROWS
             pieces.append(_text_bytes(cached_lines.slice(low, high - low)))
         yield pieces
+
+
+def _write_in_background(sink: BinaryIO, chunks: Iterator[list[memoryview]]) -> None:
+    """Write the chunks to `sink` from a second thread, so that compressing and writing one
+    chunk overlaps with generating the next (zlib, zstd and file writes release the GIL).
+    At most `_QUEUED_CHUNKS` chunks wait, so memory stays bounded. An error on either side
+    stops both and is raised here."""
+    queue: Queue = Queue(maxsize=_QUEUED_CHUNKS)
+    failures: list[BaseException] = []
+
+    def drain() -> None:
+        while (pieces := queue.get()) is not None:
+            if failures:
+                continue  # keep taking chunks so the producer never blocks; drop them
+            try:
+                for piece in pieces:
+                    sink.write(piece)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller below
+                failures.append(error)
+
+    writer = threading.Thread(target=drain, name="generate-sales-writer", daemon=True)
+    writer.start()
+    try:
+        for pieces in chunks:
+            if failures:
+                break
+            queue.put(pieces)
+    finally:
+        queue.put(None)
+        writer.join()
+    if failures:
+        raise failures[0]
 
 
 def _compression(path: Path) -> str | None:
@@ -583,7 +700,5 @@ def generate_sales(
     target.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_file(target) as raw, _compressed(raw, _compression(target)) as sink:
         sink.write(HEADER)
-        for pieces in _chunks(spec, catalog):
-            for piece in pieces:
-                sink.write(piece)
+        _write_in_background(sink, _chunks(spec, catalog))
     return GeneratedSummary(path=target, rows=spec.rows, bytes_written=target.stat().st_size, seed=spec.seed)

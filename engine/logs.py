@@ -29,3 +29,5 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
         setattr(handler, _HANDLER_MARK, True)
         logger.addHandler(handler)
     logger.propagate = False
+    # Hamilton logs every failing node with a banner; the engine reports the error itself.
+    logging.getLogger("hamilton").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)

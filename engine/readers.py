@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -18,13 +19,23 @@ from engine.errors import InputDataError
 from engine.sources import ReadTask, SourceFile
 from engine.validation import RAW_COLUMNS, STRING
 
-#: The raw frame every reader returns: the four columns as Arrow text, nothing else.
-RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
+
+
+def raw_frame(table: pa.Table, file_index: int) -> pd.DataFrame:
+    """The raw frame every reader returns: the four columns as Arrow text (a column the
+    file lacks is null) and `source_file`, the index of the file in the read plan."""
+    for name in RAW_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    frame = table.select(list(RAW_COLUMNS)).to_pandas(types_mapper=pd.ArrowDtype)
+    frame = frame.astype({name: STRING for name in RAW_COLUMNS})
+    frame["source_file"] = np.full(len(frame), file_index, dtype=np.int32)
+    return frame
 
 
 def empty_raw_frame() -> pd.DataFrame:
     """A zero-row raw frame: the shape (meta) every partition has."""
-    return RAW_SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    return raw_frame(pa.table({}), 0)
 
 
 def read_task(task: ReadTask) -> pd.DataFrame:
@@ -33,12 +44,7 @@ def read_task(task: ReadTask) -> pd.DataFrame:
         table = _read_parquet(task)
     else:
         table = _read_csv(task)
-    for name in RAW_COLUMNS:
-        if name not in table.column_names:
-            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
-    table = table.select(list(RAW_COLUMNS))
-    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
-    return frame.astype({name: STRING for name in RAW_COLUMNS}, copy=False)
+    return raw_frame(table, task.file_index)
 
 
 def _read_csv(task: ReadTask) -> pa.Table:

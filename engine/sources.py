@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine.errors import InputDataError
-from engine.validation import RAW_COLUMNS, REQUIRED_COLUMNS
+from engine.validation import REQUIRED_COLUMNS
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -53,6 +53,7 @@ class ReadTask:
     """One partition: a byte range of a CSV file, or row groups of a Parquet file."""
 
     file: SourceFile
+    file_index: int = 0  # position of the file in the plan (the rows' `source_file`)
     offset: int = 0
     length: int | None = None  # None: to the end of the file
     row_groups: tuple[int, ...] | None = None  # Parquet only; None: all
@@ -65,6 +66,11 @@ class ReadPlan:
     source: str
     files: tuple[SourceFile, ...]
     tasks: tuple[ReadTask, ...]
+
+    @property
+    def files_without_customer_id(self) -> tuple[int, ...]:
+        """Indexes of the files that have no `customer_id` column (it is optional)."""
+        return tuple(i for i, f in enumerate(self.files) if "customer_id" not in f.columns)
 
     @property
     def total_bytes(self) -> int:
@@ -82,7 +88,7 @@ def find_files(source: str) -> tuple[SourceFile, ...]:
 
 def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int) -> ReadPlan:
     """Read tasks of about `partition_bytes` each that cover every file exactly once."""
-    tasks = tuple(task for f in files for task in _tasks_for(f, partition_bytes))
+    tasks = tuple(task for index, f in enumerate(files) for task in _tasks_for(f, index, partition_bytes))
     return ReadPlan(source=source, files=files, tasks=tasks)
 
 
@@ -190,7 +196,7 @@ def _require_columns(path: str, columns: tuple[str, ...]) -> None:
     raise InputDataError(message)
 
 
-def _tasks_for(file: SourceFile, partition_bytes: int) -> list[ReadTask]:
+def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]:
     if file.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -200,15 +206,15 @@ def _tasks_for(file: SourceFile, partition_bytes: int) -> list[ReadTask]:
             groups.append(index)
             group_bytes += metadata.row_group(index).total_byte_size
             if group_bytes >= partition_bytes:
-                tasks.append(ReadTask(file=file, row_groups=tuple(groups)))
+                tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
                 groups, group_bytes = [], 0
         if groups:
-            tasks.append(ReadTask(file=file, row_groups=tuple(groups)))
+            tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
         return tasks
     if not file.splittable or file.size <= partition_bytes:
-        return [ReadTask(file=file)]
+        return [ReadTask(file=file, file_index=index)]
     return [
-        ReadTask(file=file, offset=offset, length=min(partition_bytes, file.size - offset))
+        ReadTask(file=file, file_index=index, offset=offset, length=min(partition_bytes, file.size - offset))
         for offset in range(0, file.size, partition_bytes)
     ]
 
@@ -216,7 +222,3 @@ def _tasks_for(file: SourceFile, partition_bytes: int) -> list[ReadTask]:
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
-
-def optional_columns_absent(file: SourceFile) -> tuple[str, ...]:
-    """Raw columns the file does not have (only `customer_id` may be absent)."""
-    return tuple(c for c in RAW_COLUMNS if c not in file.columns)

@@ -124,11 +124,15 @@ def kept_rows(validated: pd.DataFrame) -> pd.DataFrame:
     return kept.drop(columns="reject_reason").astype({"amount_cents": "int64"})
 
 
-def missing_cell_counts(raw: pd.DataFrame) -> pd.DataFrame:
-    """One row: the partition's row count and its missing cells per column."""
+def missing_cell_counts(raw: pd.DataFrame, files_without_customer_id: tuple[int, ...] = ()) -> pd.DataFrame:
+    """One row: the partition's row count and its missing cells per column (a file
+    without the optional `customer_id` column has no such cells to be missing)."""
     counts = {"rows": len(raw)}
     for column in RAW_COLUMNS:
-        counts[f"missing_{column}"] = int(is_missing(raw[column]).sum())
+        missing = is_missing(raw[column])
+        if column == "customer_id" and files_without_customer_id:
+            missing &= ~raw["source_file"].isin(files_without_customer_id).to_numpy()
+        counts[f"missing_{column}"] = int(missing.sum())
     return pd.DataFrame({name: np.array([value], dtype=np.int64) for name, value in counts.items()})
 
 

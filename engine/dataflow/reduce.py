@@ -10,6 +10,7 @@ import pandas as pd
 from hamilton.function_modifiers import extract_fields
 
 from engine import frames
+from engine.sources import ReadPlan
 from engine.validation import KEPT, RAW_COLUMNS, REJECT_REASONS, missing_cell_counts, row_fingerprints
 
 
@@ -23,7 +24,7 @@ from engine.validation import KEPT, RAW_COLUMNS, REJECT_REASONS, missing_cell_co
     }
 )
 def sales_reductions(
-    raw_sales_data: pd.DataFrame, validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame
+    raw_sales_data: pd.DataFrame, validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame, read_plan: ReadPlan
 ) -> dict:
     """The large-data reductions: per-day sales (exact integer cents), row and missing-cell
     counts, rejections per reason, and the number of distinct raw rows."""
@@ -33,7 +34,7 @@ def sales_reductions(
             "totals": by_date.agg(total_cents=("amount_cents", "sum"), transaction_count=("amount_cents", "count")),
             "products": by_date["product_id"].nunique(),
             "reasons": validated_sales["reject_reason"].value_counts(),
-            "profile": frames.map_partitions(missing_cell_counts, raw_sales_data).sum(),
+            "profile": frames.map_partitions(missing_cell_counts, raw_sales_data, read_plan.files_without_customer_id).sum(),
             "distinct": frames.map_partitions(row_fingerprints, raw_sales_data).nunique(),
         }
     )

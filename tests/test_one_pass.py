@@ -1,0 +1,38 @@
+"""The input is read once per run, whatever the mode: every reduction shares one pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+import engine.readers
+from conftest import run_engine
+
+
+@pytest.mark.parametrize("mode", ["pandas", "dask"])
+def test_each_partition_is_read_exactly_once(dirty_300k, tmp_path, monkeypatch, mode):
+    reads = Counter()
+    real_read_task = engine.readers.read_task
+
+    def counting_read_task(task):
+        reads[(task.file_index, task.offset)] += 1
+        return real_read_task(task)
+
+    monkeypatch.setattr(engine.readers, "read_task", counting_read_task)
+    result = run_engine(dirty_300k, tmp_path, mode=mode, partition_size="1MiB")
+    partitions = result.report["input"]["partitions"]
+    assert partitions == -(-dirty_300k.stat().st_size // 2**20)
+    assert len(reads) == partitions
+    assert set(reads.values()) == {1}
+
+
+def test_distributed_run_reads_each_partition_once(dirty_300k, tmp_path, external_cluster):
+    from distributed import Client, get_task_stream
+
+    with Client(external_cluster.address) as observer, get_task_stream(client=observer) as stream:
+        result = run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="1MiB",
+                            **{"cluster.scheduler": external_cluster.address})
+    read_keys = [str(task["key"]) for task in stream.data if "read-sales" in str(task["key"])]
+    assert len(read_keys) == result.report["input"]["partitions"] > 1
+    assert len(set(read_keys)) == len(read_keys)
