@@ -16,7 +16,7 @@ from engine.config import EngineConfig, parse_size
 from engine.sources import ReadPlan
 
 #: Partition size for Dask modes when `partition_size: auto`, before memory caps.
-DEFAULT_PARTITION_BYTES = 64 * 2**20
+DEFAULT_PARTITION_BYTES = 32 * 2**20
 MIN_PARTITION_BYTES = 4 * 2**20
 #: A partition expands roughly this much in memory while it is validated and reduced.
 PARTITION_EXPANSION = 8

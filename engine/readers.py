@@ -7,8 +7,6 @@ empty cell is null and nothing else is (no `NA`/`NaN` guessing).
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -16,7 +14,7 @@ import pyarrow.csv as pacsv
 from fsspec.utils import read_block, seek_delimiter
 
 from engine.errors import InputDataError
-from engine.sources import ReadTask, SourceFile
+from engine.sources import ReadTask
 from engine.validation import RAW_COLUMNS, STRING
 
 
@@ -50,6 +48,11 @@ def read_task(task: ReadTask) -> pd.DataFrame:
 def _read_csv(task: ReadTask) -> pa.Table:
     data, first_line = _csv_bytes(task)
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    if not data.strip():  # a block that begins inside the file's last line
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    # Blocks after the first have no header line: name the columns instead of copying
+    # the header in front of the block.
+    read = _read_options(task)
     parse = pacsv.ParseOptions(newlines_in_values=False)
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in columns},
@@ -58,27 +61,32 @@ def _read_csv(task: ReadTask) -> pa.Table:
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
     )
-    read = pacsv.ReadOptions(use_threads=False, block_size=8 << 20)
     try:
-        return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        return pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as error:
-        raise _located_error(task.file, data, first_line, error) from None
+        raise _located_error(task, data, first_line, error) from None
+
+
+def _read_options(task: ReadTask) -> pacsv.ReadOptions:
+    # Blocks after the first have no header line: the columns are named instead of the
+    # header being copied in front of the block.
+    return pacsv.ReadOptions(
+        use_threads=False, block_size=8 << 20, column_names=list(task.file.columns), skip_rows=1 if task.offset == 0 else 0
+    )
 
 
 def _csv_bytes(task: ReadTask) -> tuple[bytes, int]:
-    """The bytes to parse (header first) and the file line number of the first data line."""
+    """The bytes to parse and the file line number of their first line (1: the header)."""
     file = task.file
     try:
         if file.compression is not None:
             with pa.input_stream(file.path, compression=file.compression) as stream:
-                return stream.read(), 2
+                return stream.read(), 1
         with open(file.path, "rb") as handle:
             block = read_block(handle, task.offset, task.length, delimiter=b"\n")
             if task.offset == 0:
-                return block, 2
-            handle.seek(0)
-            lines_before = _count_lines(handle, _block_start(handle, task.offset))
-            return file.header + block, lines_before + 1
+                return block, 1
+            return block, _count_lines(handle, _block_start(handle, task.offset)) + 1
     except (OSError, pa.ArrowException) as error:
         raise InputDataError(f"{file.path}: cannot be read ({error})") from None
 
@@ -103,8 +111,9 @@ def _count_lines(handle, end: int) -> int:
     return count
 
 
-def _located_error(file: SourceFile, data: bytes, first_data_line: int, error: pa.ArrowInvalid) -> InputDataError:
+def _located_error(task: ReadTask, data: bytes, first_line: int, error: pa.ArrowInvalid) -> InputDataError:
     """An input error naming the file and the line of the first row that does not parse."""
+    file = task.file
     bad = {}
 
     def note_first(row: pacsv.InvalidRow) -> str:
@@ -113,8 +122,8 @@ def _located_error(file: SourceFile, data: bytes, first_data_line: int, error: p
 
     try:
         pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(use_threads=False),
+            pa.BufferReader(data),
+            read_options=_read_options(task),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=note_first),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in file.columns}),
         )
@@ -123,7 +132,7 @@ def _located_error(file: SourceFile, data: bytes, first_data_line: int, error: p
     row = bad.get("row")
     if row is None:
         return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(error)})")
-    line = first_data_line + row.number - 2
+    line = first_line + row.number - 1
     detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
     if row.text.count('"') % 2:
         detail += " (unclosed quote)"

@@ -53,16 +53,19 @@ def is_missing(column: pd.Series) -> np.ndarray:
 def parse_dates(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Calendar dates from `YYYY-MM-DD` text, and the mask of text that is not one.
 
-    Arrow's strptime rolls impossible days over (2023-02-29 → 2023-03-01), so a date is
-    valid only when formatting it again gives back the original text.
+    A partition holds few distinct dates, so each distinct text is parsed once. Arrow's
+    strptime rolls impossible days over (2023-02-29 → 2023-03-01), so a date is valid
+    only when formatting it again gives back the original text.
     """
-    shaped = pc.and_(pc.match_substring_regex(text, _DATE_SHAPE), pc.invert(pc.starts_with(text, "0000")))
-    candidate = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+    encoded = pc.dictionary_encode(_contiguous(text))
+    distinct = encoded.dictionary
+    shaped = pc.and_(pc.match_substring_regex(distinct, _DATE_SHAPE), pc.invert(pc.starts_with(distinct, "0000")))
+    candidate = pc.if_else(shaped, distinct, pa.scalar(None, pa.string()))
     stamps = pc.strptime(candidate, format="%Y-%m-%d", unit="s", error_is_null=True)
-    round_trip = pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidate)
-    valid = _mask(round_trip)
-    dates = pc.if_else(pa.array(valid), pc.cast(stamps, pa.date32()), pa.scalar(None, pa.date32()))
-    return dates, ~valid
+    valid = pc.fill_null(pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidate), False)
+    dates = pc.if_else(valid, pc.cast(stamps, pa.date32()), pa.scalar(None, pa.date32()))
+    invalid = pc.and_(pc.invert(valid), pc.is_valid(distinct))
+    return pc.take(dates, encoded.indices), _mask(pc.take(invalid, encoded.indices))
 
 
 def parse_cents(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -90,7 +93,8 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
     """Every raw row with its trimmed, typed fields and its `reject_reason` code.
 
     Columns: `date` (date), `product_id` (text), `amount_cents` (int), `customer_id`
-    (text), `reject_reason` (int8: KEPT, or 1 + index into REJECT_REASONS).
+    (text as read: it is carried, never validated), `reject_reason` (int8: KEPT, or
+    1 + index into REJECT_REASONS).
     """
     date_text = trimmed_text(raw["date"])
     product = trimmed_text(raw["product_id"])
@@ -111,7 +115,7 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
             "date": pd.array(dates, dtype=DATE),
             "product_id": pd.array(product, dtype=STRING),
             "amount_cents": pd.array(cents, dtype=CENTS),
-            "customer_id": pd.array(trimmed_text(raw["customer_id"]), dtype=STRING),
+            "customer_id": raw["customer_id"].array,
             "reject_reason": reason,
         },
         index=raw.index,
@@ -137,9 +141,34 @@ def missing_cell_counts(raw: pd.DataFrame, files_without_customer_id: tuple[int,
 
 
 def row_fingerprints(raw: pd.DataFrame) -> pd.Series:
-    """A 64-bit fingerprint of each raw row's four fields as read (for duplicate counting)."""
-    as_read = raw[list(RAW_COLUMNS)].astype(object).where(raw[list(RAW_COLUMNS)].notna(), None)
-    return pd.util.hash_pandas_object(as_read, index=False).rename("fingerprint")
+    """A 64-bit fingerprint of each raw row's four fields as read (for duplicate counting).
+
+    Each distinct value of a column is hashed once (pandas' stable hash of the text,
+    a fixed value for an empty cell), and the four column hashes are mixed per row.
+    """
+    combined = np.zeros(len(raw), dtype=np.uint64)
+    for column in RAW_COLUMNS:
+        encoded = pc.dictionary_encode(_contiguous(_arrow(raw[column])))
+        distinct = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object))
+        lookup = np.append(distinct, _EMPTY_CELL_HASH).astype(np.uint64)
+        indices = pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+        combined = _mix(combined, lookup[indices])
+    return pd.Series(combined, index=raw.index, name="fingerprint")
+
+
+_EMPTY_CELL_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(seed: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """boost::hash_combine on 64-bit lanes, wrapping."""
+    with np.errstate(over="ignore"):
+        return seed ^ (value + np.uint64(0x9E3779B97F4A7C15) + (seed << np.uint64(6)) + (seed >> np.uint64(2)))
+
+
+def _contiguous(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(array, pa.ChunkedArray):
+        return array.combine_chunks() if array.num_chunks else pa.array([], array.type)
+    return array
 
 
 def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
