@@ -171,7 +171,7 @@ class DistributedBackend(DaskBackend):
             processes=True,
             memory_limit=self.memory_limit,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: loopback, any free port
             local_directory=self.local_directory,
         )
 
