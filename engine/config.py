@@ -21,6 +21,7 @@ import yaml
 
 from engine.alerts import AlertThresholds
 from engine.errors import ConfigurationError
+from engine.validation import ID_DTYPES
 
 MODES = ("auto", "pandas", "dask", "distributed")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -73,6 +74,7 @@ class EngineConfig:
     mode: str = "auto"
     partition_size: str = "auto"
     pandas_max_input: str = "64MiB"
+    id_dtype: str = "string"
     top_days: int = 5
     log_level: str = "INFO"
     alerts: AlertConfig = field(default_factory=AlertConfig)
@@ -81,6 +83,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
         _check_choice("log_level", self.log_level.upper(), LOG_LEVELS)
+        _check_choice("id_dtype", self.id_dtype, ID_DTYPES)
         if self.partition_size != "auto":
             parse_size(self.partition_size, "partition_size")
         parse_size(self.pandas_max_input, "pandas_max_input")

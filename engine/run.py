@@ -125,6 +125,7 @@ def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> 
         "read_plan": plan,
         "backend": backend,
         "top_days": config.top_days,
+        "id_dtype": config.id_dtype,
         "alert_thresholds": config.alerts.thresholds(),
     }
 

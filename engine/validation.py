@@ -122,10 +122,17 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def kept_rows(validated: pd.DataFrame) -> pd.DataFrame:
-    """The rows that passed every rule, amounts as plain int64 cents."""
-    kept = validated[validated["reject_reason"] == KEPT]
-    return kept.drop(columns="reject_reason").astype({"amount_cents": "int64"})
+ID_DTYPES = ("string", "category")
+
+
+def kept_rows(validated: pd.DataFrame, id_dtype: str = "string") -> pd.DataFrame:
+    """The rows that passed every rule, amounts as plain int64 cents, `product_id` as
+    Arrow text or, with `id_dtype="category"`, as a pandas categorical."""
+    kept = validated[validated["reject_reason"] == KEPT].drop(columns="reject_reason")
+    dtypes = {"amount_cents": "int64"}
+    if id_dtype == "category":
+        dtypes["product_id"] = "category"
+    return kept.astype(dtypes)
 
 
 def missing_cell_counts(raw: pd.DataFrame, files_without_customer_id: tuple[int, ...] = ()) -> pd.DataFrame:

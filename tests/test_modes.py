@@ -119,3 +119,9 @@ def test_300k_external_scheduler_gives_the_same_bytes(dirty_300k, dirty_pandas, 
     run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="2MiB",
                **{"cluster.scheduler": external_cluster.address})
     assert published_bytes(tmp_path) == published_bytes(dirty_pandas)
+
+
+@pytest.mark.parametrize("mode", ["pandas", "dask"])
+def test_categorical_ids_give_the_same_bytes(dirty_300k, dirty_pandas, tmp_path, mode):
+    run_engine(dirty_300k, tmp_path, mode=mode, partition_size="2MiB", id_dtype="category")
+    assert published_bytes(tmp_path) == published_bytes(dirty_pandas)

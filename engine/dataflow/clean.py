@@ -14,7 +14,7 @@ def validated_sales(raw_sales_data: pd.DataFrame) -> pd.DataFrame:
     return frames.map_partitions(validate_rows, raw_sales_data)
 
 
-def cleaned_sales_data(validated_sales: pd.DataFrame) -> pd.DataFrame:
+def cleaned_sales_data(validated_sales: pd.DataFrame, id_dtype: str) -> pd.DataFrame:
     """The sales that count: kept rows with `date` as a date and the amount in whole
-    cents (`amount_cents`)."""
-    return frames.map_partitions(kept_rows, validated_sales)
+    cents (`amount_cents`); `product_id` in the configured `id_dtype`."""
+    return frames.map_partitions(kept_rows, validated_sales, id_dtype)
