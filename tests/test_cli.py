@@ -25,22 +25,23 @@ def test_generate_then_run_auto(tmp_path):
     assert set(report["step_seconds"]) >= {"raw_sales_data", "sales_reductions", "trend_analysis"}
 
 
+def _generate_and_run(folder, rows: int, config_text: str):
+    """`engine generate` then `engine run` with a configuration file."""
+    data = folder / "sales.csv"
+    assert run_cli("generate", str(data), "--rows", str(rows)).returncode == 0
+    config = folder / "c.yaml"
+    config.write_text(config_text)
+    return run_cli("run", str(data), "--output", str(folder / "out"), "--config", str(config))
+
+
 def test_auto_picks_dask_above_the_pandas_limit(tmp_path):
-    data = tmp_path / "sales.csv"
-    assert run_cli("generate", str(data), "--rows", "5000").returncode == 0
-    config = tmp_path / "c.yaml"
-    config.write_text("pandas_max_input: 10KiB\n")
-    done = run_cli("run", str(data), "--output", str(tmp_path / "out"), "--config", str(config))
+    done = _generate_and_run(tmp_path, 5000, "pandas_max_input: 10KiB\n")
     assert done.returncode == 0, done.stderr
     assert "mode dask (input" in done.stderr and "over the pandas limit" in done.stderr
 
 
 def test_fail_on_alert_exits_4_after_writing_outputs(tmp_path):
-    data = tmp_path / "sales.csv"
-    assert run_cli("generate", str(data), "--rows", "3000").returncode == 0
-    config = tmp_path / "c.yaml"
-    config.write_text("alerts:\n  max_null_count: 0\n  fail_on_alert: true\n")
-    done = run_cli("run", str(data), "--output", str(tmp_path / "out"), "--config", str(config))
+    done = _generate_and_run(tmp_path, 3000, "alerts:\n  max_null_count: 0\n  fail_on_alert: true\n")
     assert done.returncode == 4
     assert "high_null_count" in done.stderr.strip().splitlines()[-1]
     assert (tmp_path / "out" / "data_quality_metrics.json").exists()
