@@ -1,7 +1,7 @@
 """Independent reference implementation ("oracle") of the engine's outputs, for the tests.
 
 This module recomputes every output of a run from plain CSV files, following
-``/work/shared/SPEC.md`` (sections 2-4) and ``docs/semantics.md`` literally. It shares no
+the product specification (SPEC.md sections 2-4) and ``docs/semantics.md`` literally. It shares no
 code with the ``engine`` package and is built differently on purpose:
 
 * DuckDB SQL reads the files (every column as text, no type sniffing), validates the rows,
