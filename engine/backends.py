@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import time
 from typing import Any
 
 import pandas as pd
@@ -36,6 +37,10 @@ class Backend(abc.ABC):
     def describe(self) -> dict:
         """What the run report says about this backend."""
         return {"mode": self.name}
+
+    def memory_per_thread(self) -> int | None:
+        """Memory a worker thread may use, when the backend knows a limit (None: this machine)."""
+        return None
 
     def __enter__(self) -> Backend:
         return self
@@ -103,25 +108,21 @@ class DaskBackend(Backend):
 
 class DistributedBackend(DaskBackend):
     """Dask DataFrame on dask.distributed: an embedded LocalCluster bound to 127.0.0.1,
-    or an existing scheduler when an address is given."""
+    or an existing scheduler when an address is given.
+
+    Computations go through the backend's own scheduler function (`get`), which submits
+    the graph with the configured task retries and watches the cluster while it runs: a
+    cluster that has had no workers for `no_workers_timeout` seconds fails the run
+    instead of leaving it waiting forever. Worker deaths are absorbed by Dask (the task
+    is recomputed elsewhere) up to `allowed_failures` per task.
+    """
 
     name = "distributed"
 
-    def __init__(
-        self,
-        scheduler: str | None = None,
-        workers: int | None = None,
-        threads_per_worker: int = 1,
-        memory_limit: str | int = "auto",
-        connect_timeout: float = 10.0,
-        local_directory: str | None = None,
-    ) -> None:
-        super().__init__(workers=workers or min(os.cpu_count() or 1, 4))
-        self.scheduler = scheduler
-        self.threads_per_worker = threads_per_worker
-        self.memory_limit = memory_limit
-        self.connect_timeout = connect_timeout
-        self.local_directory = local_directory
+    def __init__(self, settings: Any) -> None:
+        super().__init__(workers=settings.workers or min(os.cpu_count() or 1, 4))
+        self.settings = settings
+        self.scheduler = settings.scheduler
         self.cluster: Any = None
         self.client: Any = None
 
@@ -131,55 +132,124 @@ class DistributedBackend(DaskBackend):
         return DaskFrameGraphAdapter(self.client)
 
     def describe(self) -> dict:
-        info = self.client.scheduler_info() if self.client is not None else {}
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {}) if self.client is not None else {}
         return {
             "mode": self.name,
             "scheduler": self.scheduler or "embedded LocalCluster",
-            "workers": len(info.get("workers", {})),
-            "dashboard": getattr(self.client, "dashboard_link", None) if self.client else None,
+            "workers": len(workers),
+            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+            "dashboard": self.client.dashboard_link if self.client is not None else None,
+            "tls": self.settings.tls,
         }
 
+    def memory_per_thread(self) -> int | None:
+        """The smallest memory limit per worker thread in the cluster (None: no limits)."""
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        budgets = [w["memory_limit"] // max(w.get("nthreads", 1), 1) for w in workers if w.get("memory_limit")]
+        return min(budgets) if budgets else None
+
     def __enter__(self) -> DistributedBackend:
+        import dask
         from distributed import Client
 
         # Each exact-distinct reduction is a P2P shuffle; the scheduler logs every one at WARNING.
         logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
-
+        where = self.scheduler or "the embedded LocalCluster"
         try:
+            security = self._security()
             if self.scheduler:
-                self.client = Client(self.scheduler, timeout=self.connect_timeout, set_as_default=True)
+                self.client = Client(self.scheduler, timeout=self.settings.connect_timeout, security=security,
+                                     set_as_default=True)
             else:
-                self.cluster = self._local_cluster()
+                self.cluster = self._local_cluster(security)
                 self.client = Client(self.cluster, set_as_default=True)
-            self.client.wait_for_workers(1, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as error:
             self.close()
-            where = self.scheduler or "the embedded LocalCluster"
-            raise ClusterError(f"cannot use the Dask scheduler at {where}: {error}") from None
+            raise ClusterError(f"cannot reach the Dask scheduler at {where} within "
+                               f"{self.settings.connect_timeout:g} s ({_first_line(error)})") from None
         except BaseException:
             self.close()
             raise
-        log.info("dask.distributed: %s", self.describe())
+        try:
+            self.client.wait_for_workers(1, timeout=self.settings.connect_timeout)
+        except TimeoutError:
+            self.close()
+            raise ClusterError(f"the Dask scheduler at {where} has no workers "
+                               f"(waited {self.settings.connect_timeout:g} s)") from None
+        self._config = dask.config.set(scheduler=self.get)
+        self._config.__enter__()
+        info = self.describe()
+        log.info("dask.distributed: %s, %d worker(s), %d thread(s); dashboard %s",
+                 info["scheduler"], info["workers"], info["threads"], info["dashboard"])
         return self
 
-    def _local_cluster(self) -> Any:
+    def get(self, graph: Any, keys: Any, **kwargs: Any) -> Any:
+        """dask's scheduler interface: compute `keys` of `graph` on the cluster."""
+        from distributed import futures_of, wait
+
+        packed = self.client.get(graph, keys, sync=False, retries=self.settings.retries)
+        futures = futures_of(packed)
+        workerless_since = None
+        while True:
+            try:
+                wait(futures, timeout=1.0)
+            except TimeoutError:
+                pass
+            if all(f.done() for f in futures) or any(f.status == "error" for f in futures):
+                return self.client.gather(packed)
+            if self.client.nthreads():
+                workerless_since = None
+                continue
+            workerless_since = workerless_since or time.monotonic()
+            if time.monotonic() - workerless_since > self.settings.no_workers_timeout:
+                self.client.cancel(futures)
+                raise ClusterError(f"the Dask cluster has had no workers for "
+                                   f"{self.settings.no_workers_timeout:g} s; the run cannot finish")
+
+    def _security(self) -> Any:
+        from distributed.security import Security
+
+        tls = self.settings.tls
+        if tls == "temporary":
+            return Security.temporary()
+        if tls == "files":
+            files = dict(tls_ca_file=self.settings.tls_ca_file, tls_client_cert=self.settings.tls_cert,
+                         tls_client_key=self.settings.tls_key)
+            if not self.scheduler:  # the embedded cluster's scheduler and workers use the same files
+                files.update(tls_scheduler_cert=self.settings.tls_cert, tls_scheduler_key=self.settings.tls_key,
+                             tls_worker_cert=self.settings.tls_cert, tls_worker_key=self.settings.tls_key)
+            return Security(require_encryption=True, **files)
+        return None
+
+    def _local_cluster(self, security: Any) -> Any:
+        import dask
         from distributed import LocalCluster
 
-        return LocalCluster(
-            n_workers=self.workers,
-            threads_per_worker=self.threads_per_worker,
-            processes=True,
-            memory_limit=self.memory_limit,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: loopback, any free port
-            local_directory=self.local_directory,
-        )
+        # The scheduler runs in this process and reads allowed-failures when it starts.
+        with dask.config.set({"distributed.scheduler.allowed-failures": self.settings.allowed_failures}):
+            return LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=self.settings.threads_per_worker,
+                processes=True,
+                memory_limit=self.settings.memory_limit,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: loopback, any free port
+                local_directory=self.settings.local_directory,
+                security=security,
+                protocol="tls://" if security is not None else None,
+            )
 
     def close(self) -> None:
+        super().close()
         for resource in (self.client, self.cluster):
             if resource is not None:
                 try:
                     resource.close()
                 except Exception as error:  # closing must not hide the run's own outcome
-                    log.warning("closing %s failed: %s", type(resource).__name__, error)
+                    log.warning("closing %s failed: %s", type(resource).__name__, _first_line(error))
         self.client = self.cluster = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

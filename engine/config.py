@@ -53,9 +53,13 @@ class AlertConfig:
         return AlertThresholds(max_data_loss_rate=self.max_data_loss_rate, max_null_count=self.max_null_count)
 
 
+TLS_MODES = ("off", "temporary", "files")
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Where distributed mode runs: an existing scheduler, or an embedded LocalCluster."""
+    """Where distributed mode runs (an existing scheduler, or an embedded LocalCluster),
+    how it is secured, and how it tolerates failures."""
 
     scheduler: str | None = None
     workers: int | None = None
@@ -63,6 +67,30 @@ class ClusterConfig:
     memory_limit: str = "auto"
     local_directory: str | None = None
     connect_timeout: float = 10.0
+    #: off; temporary (self-signed, embedded LocalCluster only); files (tls_* below)
+    tls: str = "off"
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: task retries after an exception (a transient read error on a shared filesystem)
+    retries: int = 1
+    #: worker deaths a task may be part of before it fails with KilledWorker (embedded cluster)
+    allowed_failures: int = 3
+    #: seconds without any worker before a running computation is abandoned
+    no_workers_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        # Messages name keys relative to the `cluster` section; the loader adds `cluster.`.
+        _check_choice("tls", self.tls, TLS_MODES)
+        if self.tls == "files" and not (self.tls_ca_file and self.tls_cert and self.tls_key):
+            raise ConfigurationError("tls: files needs tls_ca_file, tls_cert and tls_key")
+        if self.tls == "temporary" and self.scheduler:
+            raise ConfigurationError("tls: temporary certificates work only for the embedded LocalCluster")
+        if self.scheduler and self.scheduler.startswith("tls://") and self.tls != "files":
+            raise ConfigurationError(f"scheduler: {self.scheduler} needs tls: files and certificate files")
+        for key in ("retries", "allowed_failures"):
+            if getattr(self, key) < 0:
+                raise ConfigurationError(f"{key}: must be 0 or more, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)

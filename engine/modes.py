@@ -45,12 +45,14 @@ def choose_mode(config: EngineConfig, input_bytes: int) -> ModeChoice:
     return ModeChoice("dask", f"input {_mib(input_bytes)} needs more than the {_mib(available)} of memory available")
 
 
-def partition_bytes(config: EngineConfig, mode: str, input_bytes: int) -> int:
+def partition_bytes(config: EngineConfig, mode: str, input_bytes: int, memory_per_thread: int | None = None) -> int:
     """Bytes of input per partition (read task).
 
     pandas mode reads each file whole. Dask modes aim for DEFAULT_PARTITION_BYTES, but
-    small enough that every core gets several partitions and that the partitions in
-    flight (one per worker thread, expanded in memory) fit comfortably in memory.
+    small enough that every core gets several partitions and that a partition, expanded
+    in memory while it is processed, fits a quarter of the memory of the thread running
+    it: a worker's memory limit in distributed mode, this machine's available memory
+    shared by its cores otherwise.
     """
     if config.partition_size != "auto":
         return parse_size(config.partition_size)
@@ -58,7 +60,9 @@ def partition_bytes(config: EngineConfig, mode: str, input_bytes: int) -> int:
         return max(input_bytes, 1)
     cores = os.cpu_count() or 1
     by_cores = input_bytes // (cores * 4) or MIN_PARTITION_BYTES
-    by_memory = psutil.virtual_memory().available // (cores * PARTITION_EXPANSION * 4)
+    if memory_per_thread is None:
+        memory_per_thread = psutil.virtual_memory().available // cores
+    by_memory = memory_per_thread // (PARTITION_EXPANSION * 4)
     return int(max(MIN_PARTITION_BYTES, min(DEFAULT_PARTITION_BYTES, by_cores, by_memory)))
 
 

@@ -50,14 +50,7 @@ def make_backend(mode: str, config: EngineConfig) -> Backend:
         return PandasBackend()
     if mode == "dask":
         return DaskBackend(workers=cluster.workers)
-    return DistributedBackend(
-        scheduler=cluster.scheduler,
-        workers=cluster.workers,
-        threads_per_worker=cluster.threads_per_worker,
-        memory_limit=cluster.memory_limit,
-        connect_timeout=cluster.connect_timeout,
-        local_directory=cluster.local_directory,
-    )
+    return DistributedBackend(cluster)
 
 
 def build_driver(backend: Backend, adapters: Sequence[Any] = ()) -> Any:
@@ -88,18 +81,20 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
     files = find_files(config.input)
     input_bytes = sum(f.text_bytes for f in files)
     choice = choose_mode(config, input_bytes)
-    plan = plan_reads(config.input, files, partition_bytes(config, choice.mode, input_bytes))
-    log.info("run %s: input %s: %s", run_id, config.input, plan_summary(plan))
-    log.info("mode %s (%s)", choice.mode, choice.reason)
+    log.info("run %s: mode %s (%s)", run_id, choice.mode, choice.reason)
     timer = StepTimer()
     backend = make_backend(choice.mode, config)
     with backend, _translated_failures():
+        chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
+        plan = plan_reads(config.input, files, chunk)
+        log.info("input %s: %s", config.input, plan_summary(plan))
         driver = build_driver(backend, [timer, *adapters])
         results = driver.execute(list(OUTPUTS), inputs=_dataflow_inputs(config, plan, backend))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
-    report = _run_report(run_id, started_at, time.perf_counter() - clock, choice, backend_info, plan, metrics, timer)
+    report = _run_report(run_id, started_at, time.perf_counter() - clock, choice, backend_info, plan, chunk, metrics,
+                         timer)
     output_dir = Path(config.output).resolve()
     with staged_outputs(output_dir, run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
@@ -130,7 +125,7 @@ def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> 
     }
 
 
-def _run_report(run_id, started_at, duration, choice, backend_info, plan, metrics, timer) -> dict:
+def _run_report(run_id, started_at, duration, choice, backend_info, plan, partition_size, metrics, timer) -> dict:
     return {
         "run_id": run_id,
         "engine_version": __version__,
@@ -145,6 +140,7 @@ def _run_report(run_id, started_at, duration, choice, backend_info, plan, metric
             "files": [{"path": f.path, "bytes": f.size} for f in plan.files],
             "bytes": plan.total_bytes,
             "partitions": len(plan.tasks),
+            "partition_bytes": partition_size,
         },
         "rows": {
             "raw": metrics["raw_record_count"],

@@ -96,33 +96,52 @@ def wait_for_port(port: int, timeout: float = 60) -> None:
 
 
 class ExternalCluster:
-    """A real `dask scheduler` and `dask worker` processes on 127.0.0.1."""
+    """A real `dask scheduler` and `dask worker` processes (each with its nanny) on
+    127.0.0.1; with `tls` (a TlsFiles), every connection is TLS."""
 
-    def __init__(self, workdir: Path, workers: int = 2) -> None:
+    def __init__(self, workdir: Path, workers: int = 2, tls: TlsFiles | None = None,
+                 memory_limit: str = "auto", env: dict | None = None) -> None:
         self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, **(env or {})}
         bin_dir = Path(sys.executable).parent
         self.dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else shutil.which("dask")
+        tls_args = tls.cli_args() if tls else []
         self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                                     "--no-dashboard")
+                                     "--no-dashboard", *tls_args)
         wait_for_port(self.port)
         self.workers = [
             self._start(f"worker-{i}", "worker", self.address, "--nthreads", "1", "--nworkers", "1",
-                        "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(workdir / f"w{i}"))
+                        "--memory-limit", memory_limit, "--host", "127.0.0.1", "--no-dashboard",
+                        "--local-directory", str(workdir / f"w{i}"), *tls_args)
             for i in range(workers)
         ]
-        self.wait_for_workers(workers)
+        if workers:
+            self.wait_for_workers(workers)
 
-    def _start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "w")
-        return subprocess.Popen([self.dask, *args], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                start_new_session=True)
-
-    def wait_for_workers(self, count: int, timeout: float = 60) -> None:
+    def client(self, timeout: float = 30):
         from distributed import Client
 
-        with Client(self.address, timeout=timeout) as client:
+        return Client(self.address, timeout=timeout, security=self.tls.security() if self.tls else None)
+
+    def settings(self) -> dict:
+        """Configuration keys that point a run at this cluster."""
+        keys = {"cluster.scheduler": self.address}
+        if self.tls:
+            keys.update({"cluster.tls": "files", "cluster.tls_ca_file": str(self.tls.ca),
+                         "cluster.tls_cert": str(self.tls.cert), "cluster.tls_key": str(self.tls.key)})
+        return keys
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        with open(self.workdir / f"{name}.log", "w") as log:
+            return subprocess.Popen([self.dask, *args], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                    start_new_session=True, env=self.env)
+
+    def wait_for_workers(self, count: int, timeout: float = 60) -> None:
+        with self.client(timeout) as client:
             client.wait_for_workers(count, timeout=timeout)
 
     def stop(self) -> None:
@@ -135,6 +154,53 @@ class ExternalCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+class TlsFiles:
+    """A throw-away certificate authority and one certificate it signed for 127.0.0.1,
+    as PEM files (what an operator would configure)."""
+
+    def __init__(self, folder: Path) -> None:
+        import datetime as dt
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        def name(text):
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+        now = dt.datetime.now(dt.timezone.utc)
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        cert = (x509.CertificateBuilder().subject_name(name("dask")).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                            x509.DNSName("localhost")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ca, self.cert, self.key = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        self.key.chmod(0o600)
+
+    def cli_args(self) -> list[str]:
+        return ["--tls-ca-file", str(self.ca), "--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+    def security(self):
+        from distributed.security import Security
+
+        return Security(tls_ca_file=str(self.ca), tls_client_cert=str(self.cert), tls_client_key=str(self.key),
+                        require_encryption=True)
 
 
 @pytest.fixture(scope="session")

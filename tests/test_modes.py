@@ -77,8 +77,7 @@ def test_every_mode_gives_the_same_bytes_on_tricky_input(tricky_csv, tricky_pand
 
 
 def test_external_scheduler_gives_the_same_bytes(tricky_csv, tricky_pandas, tmp_path, external_cluster):
-    result = run_engine(tricky_csv, tmp_path, mode="distributed", partition_size="300B",
-                        **{"cluster.scheduler": external_cluster.address})
+    result = run_engine(tricky_csv, tmp_path, mode="distributed", partition_size="300B", **external_cluster.settings())
     assert result.report["backend"]["workers"] == 2
     assert published_bytes(tmp_path) == published_bytes(tricky_pandas)
 
@@ -116,8 +115,7 @@ def test_300k_every_mode_gives_the_same_bytes(dirty_300k, dirty_pandas, tmp_path
 
 @pytest.mark.slow
 def test_300k_external_scheduler_gives_the_same_bytes(dirty_300k, dirty_pandas, tmp_path, external_cluster):
-    run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="2MiB",
-               **{"cluster.scheduler": external_cluster.address})
+    run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="2MiB", **external_cluster.settings())
     assert published_bytes(tmp_path) == published_bytes(dirty_pandas)
 
 

@@ -28,11 +28,10 @@ def test_each_partition_is_read_exactly_once(dirty_300k, tmp_path, monkeypatch, 
 
 
 def test_distributed_run_reads_each_partition_once(dirty_300k, tmp_path, external_cluster):
-    from distributed import Client, get_task_stream
+    from distributed import get_task_stream
 
-    with Client(external_cluster.address) as observer, get_task_stream(client=observer) as stream:
-        result = run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="1MiB",
-                            **{"cluster.scheduler": external_cluster.address})
+    with external_cluster.client() as observer, get_task_stream(client=observer) as stream:
+        result = run_engine(dirty_300k, tmp_path, mode="distributed", partition_size="1MiB", **external_cluster.settings())
     read_keys = [str(task["key"]) for task in stream.data if "read-sales" in str(task["key"])]
     assert len(read_keys) == result.report["input"]["partitions"] > 1
     assert len(set(read_keys)) == len(read_keys)
