@@ -202,9 +202,9 @@ def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadT
 
         metadata = pq.ParquetFile(file.path).metadata
         groups, tasks, group_bytes = [], [], 0
-        for index in range(metadata.num_row_groups):
-            groups.append(index)
-            group_bytes += metadata.row_group(index).total_byte_size
+        for group in range(metadata.num_row_groups):
+            groups.append(group)
+            group_bytes += metadata.row_group(group).total_byte_size
             if group_bytes >= partition_bytes:
                 tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
                 groups, group_bytes = [], 0

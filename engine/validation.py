@@ -94,7 +94,8 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
 
     Columns: `date` (date), `product_id` (text), `amount_cents` (int), `customer_id`
     (text as read: it is carried, never validated), `reject_reason` (int8: KEPT, or
-    1 + index into REJECT_REASONS).
+    1 + index into REJECT_REASONS), `missing_cells` (int8, bit i set when RAW_COLUMNS[i]
+    is missing) and `source_file` (the file's index in the read plan).
     """
     date_text = trimmed_text(raw["date"])
     product = trimmed_text(raw["product_id"])
@@ -110,6 +111,7 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
         _mask(pc.less_equal(cents, 0)),
     ]
     reason = np.select(rules, np.arange(1, len(rules) + 1, dtype=np.int8), default=KEPT).astype(np.int8)
+    missing = [rules[0], rules[2], rules[3], is_missing(raw["customer_id"])]
     return pd.DataFrame(
         {
             "date": pd.array(dates, dtype=DATE),
@@ -117,6 +119,8 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
             "amount_cents": pd.array(cents, dtype=CENTS),
             "customer_id": raw["customer_id"].array,
             "reject_reason": reason,
+            "missing_cells": sum(mask.astype(np.int8) << bit for bit, mask in enumerate(missing)).astype(np.int8),
+            "source_file": raw["source_file"].to_numpy(),
         },
         index=raw.index,
     )
@@ -128,23 +132,34 @@ ID_DTYPES = ("string", "category")
 def kept_rows(validated: pd.DataFrame, id_dtype: str = "string") -> pd.DataFrame:
     """The rows that passed every rule, amounts as plain int64 cents, `product_id` as
     Arrow text or, with `id_dtype="category"`, as a pandas categorical."""
-    kept = validated[validated["reject_reason"] == KEPT].drop(columns="reject_reason")
+    kept = validated[validated["reject_reason"] == KEPT].drop(columns=["reject_reason", "missing_cells", "source_file"])
     dtypes = {"amount_cents": "int64"}
     if id_dtype == "category":
         dtypes["product_id"] = "category"
     return kept.astype(dtypes)
 
 
-def missing_cell_counts(raw: pd.DataFrame, files_without_customer_id: tuple[int, ...] = ()) -> pd.DataFrame:
-    """One row: the partition's row count and its missing cells per column (a file
-    without the optional `customer_id` column has no such cells to be missing)."""
-    counts = {"rows": len(raw)}
-    for column in RAW_COLUMNS:
-        missing = is_missing(raw[column])
-        if column == "customer_id" and files_without_customer_id:
-            missing &= ~raw["source_file"].isin(files_without_customer_id).to_numpy()
-        counts[f"missing_{column}"] = int(missing.sum())
-    return pd.DataFrame({name: np.array([value], dtype=np.int64) for name, value in counts.items()})
+def file_profile(validated: pd.DataFrame) -> pd.DataFrame:
+    """Per source file in the partition: rows, missing cells per column, and the range of
+    the valid amounts (cents) and dates (days since 1970-01-01). Partial profiles of
+    one file combine by sum (counts), min and max (ranges)."""
+    bits = validated["missing_cells"].to_numpy()
+    columns = {"source_file": validated["source_file"].to_numpy(), "rows": np.ones(len(validated), dtype=np.int64)}
+    for bit, column in enumerate(RAW_COLUMNS):
+        columns[f"missing_{column}"] = ((bits >> bit) & 1).astype(np.int64)
+    cents = validated["amount_cents"].astype("float64").to_numpy()  # nulls as NaN, skipped by min/max
+    days = pc.cast(pa.array(validated["date"]), pa.int32())
+    columns["amount_min"] = columns["amount_max"] = cents
+    columns["date_min"] = columns["date_max"] = pc.cast(days, pa.float64()).to_numpy(zero_copy_only=False)
+    frame = pd.DataFrame(columns)
+    return frame.groupby("source_file", as_index=False).agg(PROFILE_COMBINE)
+
+
+#: How partial file profiles combine into the whole file's profile.
+PROFILE_COMBINE = {
+    "rows": "sum", **{f"missing_{c}": "sum" for c in RAW_COLUMNS},
+    "amount_min": "min", "amount_max": "max", "date_min": "min", "date_max": "max",
+}
 
 
 def row_fingerprints(raw: pd.DataFrame) -> pd.Series:

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from engine.validation import KEPT, REJECT_REASONS, is_missing, kept_rows, missing_cell_counts, validate_rows
+from engine.validation import KEPT, REJECT_REASONS, file_profile, is_missing, kept_rows, validate_rows
 
 TEXT = pd.ArrowDtype(pa.string())
 
@@ -70,15 +70,20 @@ def test_missing_means_null_empty_or_blank_only():
     assert is_missing(column).tolist() == [True] * 4 + [False] * 6
 
 
-def test_missing_counts_skip_files_without_customer_id():
-    raw = _raw([("d", "p", "1", None), ("d", "p", "1", None)])
-    raw["source_file"] = [0, 1]
-    counts = missing_cell_counts(raw, (1,))
-    assert counts.iloc[0].to_dict() == {"rows": 2, "missing_date": 0, "missing_product_id": 0,
-                                        "missing_amount": 0, "missing_customer_id": 1}
+def test_file_profile_counts_missing_cells_and_value_ranges_per_file():
+    raw = _raw([("2024-01-02", "p", "1.50", None), ("", "p", "abc", "C"), ("2024-01-01", " ", "-2", " ")])
+    raw["source_file"] = [0, 0, 1]
+    profile = file_profile(validate_rows(raw)).set_index("source_file")
+    assert profile.loc[0].to_dict() == {
+        "rows": 2, "missing_date": 1, "missing_product_id": 0, "missing_amount": 0, "missing_customer_id": 1,
+        "amount_min": 150.0, "amount_max": 150.0, "date_min": 19724.0, "date_max": 19724.0}
+    assert profile.loc[1, "missing_product_id"] == 1 and profile.loc[1, "missing_customer_id"] == 1
+    assert profile.loc[1, "amount_min"] == -200.0  # a valid number, even if not a valid sale
 
 
 def test_empty_partition_keeps_its_shape():
     validated = validate_rows(_raw([]))
-    assert list(validated.columns) == ["date", "product_id", "amount_cents", "customer_id", "reject_reason"]
-    assert len(kept_rows(validated)) == 0
+    assert list(validated.columns) == ["date", "product_id", "amount_cents", "customer_id", "reject_reason",
+                                       "missing_cells", "source_file"]
+    assert list(kept_rows(validated).columns) == ["date", "product_id", "amount_cents", "customer_id"]
+    assert len(file_profile(validated)) == 0

@@ -11,12 +11,13 @@ from hamilton.function_modifiers import extract_fields
 
 from engine import frames
 from engine.sources import ReadPlan
-from engine.validation import KEPT, RAW_COLUMNS, REJECT_REASONS, missing_cell_counts, row_fingerprints
+from engine.validation import KEPT, PROFILE_COMBINE, RAW_COLUMNS, REJECT_REASONS, file_profile, row_fingerprints
 
 
 @extract_fields(
     {
         "daily_sales": pd.DataFrame,
+        "input_profile": pd.DataFrame,
         "raw_record_count": int,
         "missing_cells_by_column": dict,
         "rejected_by_reason": dict,
@@ -26,27 +27,40 @@ from engine.validation import KEPT, RAW_COLUMNS, REJECT_REASONS, missing_cell_co
 def sales_reductions(
     raw_sales_data: pd.DataFrame, validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame, read_plan: ReadPlan
 ) -> dict:
-    """The large-data reductions: per-day sales (exact integer cents), row and missing-cell
-    counts, rejections per reason, and the number of distinct raw rows."""
+    """The large-data reductions: per-day sales (exact integer cents), a profile of each
+    input file (rows, missing cells, value ranges), rejections per reason, and the
+    number of distinct raw rows."""
     by_date = cleaned_sales_data.groupby("date")
     computed = frames.materialize(
         {
             "totals": by_date.agg(total_cents=("amount_cents", "sum"), transaction_count=("amount_cents", "count")),
             "products": by_date["product_id"].nunique(),
             "reasons": validated_sales["reject_reason"].value_counts(),
-            "profile": frames.map_partitions(missing_cell_counts, raw_sales_data, read_plan.files_without_customer_id).sum(),
+            "profiles": frames.map_partitions(file_profile, validated_sales).groupby("source_file").agg(PROFILE_COMBINE),
             "distinct": frames.map_partitions(row_fingerprints, raw_sales_data).nunique(),
         }
     )
-    profile = computed["profile"]
+    profile = _input_profile(computed["profiles"], read_plan)
     reasons = computed["reasons"]
     return {
         "daily_sales": _daily_table(computed["totals"], computed["products"]),
-        "raw_record_count": int(profile["rows"]),
-        "missing_cells_by_column": {c: int(profile[f"missing_{c}"]) for c in RAW_COLUMNS},
+        "input_profile": profile,
+        "raw_record_count": int(profile["rows"].sum()),
+        "missing_cells_by_column": {c: int(profile[f"missing_{c}"].sum()) for c in RAW_COLUMNS},
         "rejected_by_reason": {r: int(reasons.get(code, 0)) for code, r in enumerate(REJECT_REASONS, start=KEPT + 1)},
         "distinct_raw_rows": int(computed["distinct"]),
     }
+
+
+def _input_profile(profiles: pd.DataFrame, read_plan: ReadPlan) -> pd.DataFrame:
+    """One row per input file, in plan order (a file without the optional customer_id
+    column has no customer cells to be missing)."""
+    profile = profiles.reindex(range(len(read_plan.files)))
+    profile[["rows", *(f"missing_{c}" for c in RAW_COLUMNS)]] = profile[
+        ["rows", *(f"missing_{c}" for c in RAW_COLUMNS)]].fillna(0).astype("int64")
+    profile.loc[list(read_plan.files_without_customer_id), "missing_customer_id"] = 0
+    profile.insert(0, "path", [f.path for f in read_plan.files])
+    return profile.reset_index(drop=True)
 
 
 def _daily_table(totals: pd.DataFrame, products: pd.Series) -> pd.DataFrame:
