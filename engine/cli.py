@@ -1,8 +1,8 @@
 """The `engine` command: a thin layer over the Python API (engine.run, engine.generate).
 
 Exit status: 0 success; 2 usage or configuration error; 3 input error; 4 data-quality
-alert with fail_on_alert; 5 cluster error; 6 out of memory; 1 unexpected error;
-130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
+alert with fail_on_alert; 5 cluster error; 6 out of memory; 7 lineage events still
+undelivered after `engine lineage replay`; 1 unexpected error; 130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError
+from engine.errors import (INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError,
+                           LineageDeliveryError)
 
 log = logging.getLogger("engine.cli")
 
@@ -40,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    lineage = commands.add_parser("lineage", help="the OpenLineage events of runs")
+    lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=_Parser)
+    for name, text in (("replay", "deliver the events kept while the lineage backend was unavailable"),
+                       ("show", "print the last run's lineage: inputs, job, outputs, column sources")):
+        sub = lineage_commands.add_parser(name, help=text)
+        sub.add_argument("--output", default="output", help="the run's output directory (default: output)")
+        sub.add_argument("--config", metavar="FILE", help="YAML configuration file (lineage.timeout)")
 
     generate = commands.add_parser("generate", help="write a realistic sample sales dataset")
     generate.add_argument("output", metavar="OUTPUT", help="CSV path (.gz / .zst to compress)")
@@ -118,7 +127,34 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "generate": _generate}
+def _lineage(args: argparse.Namespace) -> int:
+    from engine.lineage.delivery import configured_client, replay
+    from engine.lineage.show import last_run_events, render
+
+    output = Path(args.output)
+    if args.lineage_command == "show":
+        events = last_run_events(output)
+        if not events:
+            raise ConfigurationError(f"{output}: no lineage recorded here (run `engine run ... --output {output}` first)")
+        print(render(events))
+        return 0
+    from engine.config import load_config
+    from engine.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(config.log_level)
+    client = configured_client()
+    if client is None:
+        raise ConfigurationError("no OpenLineage transport is configured (openlineage.yml, "
+                                 "OPENLINEAGE__TRANSPORT__*, or OPENLINEAGE_URL): nothing to replay to")
+    delivered, pending = replay(output, client, deadline=config.lineage.timeout)
+    print(f"delivered {delivered} lineage event(s); {pending} still pending")
+    if pending:
+        raise LineageDeliveryError(f"{pending} lineage event(s) in {output / 'lineage'} could not be delivered yet")
+    return 0
+
+
+_COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage}
 
 
 if __name__ == "__main__":

@@ -94,6 +94,25 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class LineageConfig:
+    """OpenLineage for every run. Where events go is configured the standard OpenLineage
+    way (openlineage.yml, OPENLINEAGE__TRANSPORT__*, OPENLINEAGE_URL); without it they go
+    to `<output>/lineage/events.jsonl`."""
+
+    enabled: bool = True
+    namespace: str = "sales-engine"
+    job_name: str = "sales_analytics"
+    #: seconds the configured backend has to take an event before it is kept for replay
+    timeout: float = 5.0
+    #: also emit a RUNNING event as each dataflow node finishes
+    node_events: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ConfigurationError(f"timeout: must be more than 0 seconds, got {self.timeout}")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything a run needs to know."""
 
@@ -107,6 +126,7 @@ class EngineConfig:
     log_level: str = "INFO"
     alerts: AlertConfig = field(default_factory=AlertConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    lineage: LineageConfig = field(default_factory=LineageConfig)
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
@@ -194,7 +214,7 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigurationError(f"{source}: unknown key {dotted!r}{hint}")
         kind = fields[key].type
-        nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig}.get(str(kind))
+        nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")

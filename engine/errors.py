@@ -43,5 +43,11 @@ class ResourceError(EngineError):
     exit_code = 6
 
 
+class LineageDeliveryError(EngineError):
+    """Kept lineage events could not be delivered (the backend is still unavailable)."""
+
+    exit_code = 7
+
+
 UNEXPECTED_EXIT_CODE = 1
 INTERRUPTED_EXIT_CODE = 130

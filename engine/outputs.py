@@ -17,6 +17,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,18 @@ def write_json(value: Any, path: Path) -> None:
         handle.write("\n")
 
 
+@dataclass(frozen=True)
+class PublishedFile:
+    """One file a run published: which output, its format, size, and whether it replaced
+    a file of the same name."""
+
+    path: Path
+    output: str
+    format: str
+    size: int
+    replaced: bool
+
+
 class StagedOutputs:
     """Files written for one run, waiting in a staging folder to be published together."""
 
@@ -126,7 +139,7 @@ class StagedOutputs:
         self.names.append(name)
         return self.folder / name
 
-    def publish(self) -> list[Path]:
+    def publish(self) -> list[PublishedFile]:
         """Move every staged file into the output directory (each move is atomic)."""
         published = []
         for name in self.names:
@@ -134,8 +147,10 @@ class StagedOutputs:
             source = self.folder / name
             with open(source, "rb") as handle:
                 os.fsync(handle.fileno())
+            replaced = target.exists()
             os.replace(source, target)
-            published.append(target)
+            stem, _, suffix = name.partition(".")
+            published.append(PublishedFile(target, stem, suffix, target.stat().st_size, replaced))
         return published
 
 

@@ -50,8 +50,6 @@ def _read_csv(task: ReadTask) -> pa.Table:
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
     if not data.strip():  # a block that begins inside the file's last line
         return pa.table({c: pa.array([], pa.string()) for c in columns})
-    # Blocks after the first have no header line: name the columns instead of copying
-    # the header in front of the block.
     read = _read_options(task)
     parse = pacsv.ParseOptions(newlines_in_values=False)
     convert = pacsv.ConvertOptions(

@@ -12,19 +12,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openlineage.client.uuid import generate_new_uuid
+
 from engine import __version__
 from engine.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
 from engine.config import EngineConfig
 from engine.errors import ClusterError, ConfigurationError, EngineError, QualityAlertError, ResourceError
+from engine.lineage.delivery import LineageDelivery, configured_client
+from engine.lineage.events import RunContext
+from engine.lineage.recorder import LineageRecorder
 from engine.metrics import StepTimer
 from engine.modes import choose_mode, partition_bytes, plan_summary
-from engine.outputs import staged_outputs, write_json, write_outputs
+from engine.outputs import PublishedFile, staged_outputs, write_json, write_outputs
 from engine.sources import ReadPlan, find_files, plan_reads
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ class RunResult:
     run_id: str
     mode: str
     output_dir: Path
-    files: list[Path]
+    files: list[PublishedFile]
     results: dict[str, Any]
     alerts: list[dict]
     report: dict
@@ -69,19 +73,37 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
     """Run the dataflow on `config.input` and publish the outputs to `config.output`.
 
     Raises an EngineError subclass for every expected failure; the previous outputs in
-    the output directory are untouched unless the run succeeds.
+    the output directory are untouched unless the run succeeds. Every run, failed ones
+    included, records its OpenLineage events (START, then COMPLETE or FAIL).
     """
-    from engine.dataflow import JSON_OUTPUTS, OUTPUTS, TABLE_OUTPUTS
-
     if not config.input:
         raise ConfigurationError("no input given (engine run INPUT, or `input:` in the configuration)")
-    run_id = run_id or str(uuid.uuid4())
-    started_at = dt.datetime.now(dt.timezone.utc)
+    run_id = run_id or str(generate_new_uuid())
+    output_dir = Path(config.output).resolve()
+    context = RunContext(run_id=run_id, namespace=config.lineage.namespace, job_name=config.lineage.job_name,
+                         started_at=dt.datetime.now(dt.timezone.utc), source=config.input)
+    recorder = _lineage_recorder(config, context, output_dir)
+    try:
+        return _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters])
+    except BaseException as error:
+        if recorder is not None:
+            recorder.fail(error)
+        raise
+
+
+def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: list[Any]) -> RunResult:
+    from engine.dataflow import JSON_OUTPUTS, OUTPUTS, TABLE_OUTPUTS
+
+    recorder = next((a for a in adapters if isinstance(a, LineageRecorder)), None)
     clock = time.perf_counter()
     files = find_files(config.input)
+    context.files = files
     input_bytes = sum(f.text_bytes for f in files)
     choice = choose_mode(config, input_bytes)
-    log.info("run %s: mode %s (%s)", run_id, choice.mode, choice.reason)
+    context.mode, context.mode_reason = choice.mode, choice.reason
+    log.info("run %s: mode %s (%s)", context.run_id, choice.mode, choice.reason)
+    if recorder is not None:
+        recorder.start()
     timer = StepTimer()
     backend = make_backend(choice.mode, config)
     with backend, _translated_failures():
@@ -89,20 +111,24 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
         plan = plan_reads(config.input, files, chunk)
         log.info("input %s: %s", config.input, plan_summary(plan))
         driver = build_driver(backend, [timer, *adapters])
-        results = driver.execute(list(OUTPUTS), inputs=_dataflow_inputs(config, plan, backend))
+        results = driver.execute([*OUTPUTS, "input_profile"], inputs=_dataflow_inputs(config, plan, backend))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
-    report = _run_report(run_id, started_at, time.perf_counter() - clock, choice, backend_info, plan, chunk, metrics,
-                         timer)
-    output_dir = Path(config.output).resolve()
-    with staged_outputs(output_dir, run_id) as staged:
+    report = _run_report(context.run_id, context.started_at, time.perf_counter() - clock, choice, backend_info, plan,
+                         chunk, metrics, timer)
+    with staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
         write_json(report, staged.path("run_report.json"))
         published = staged.publish()
+    context.input_profile = results["input_profile"]
+    context.published = published
+    context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days")}
+    context.metrics = {"duration_s": report["duration_s"], "rows": report["rows"],
+                       "partitions": report["input"]["partitions"], "step_seconds": report["step_seconds"]}
     log.info(
         "run %s: %d rows read, %d kept, %d days; outputs in %s (%.2f s)",
-        run_id, metrics["raw_record_count"], metrics["cleaned_record_count"],
+        context.run_id, metrics["raw_record_count"], metrics["cleaned_record_count"],
         len(results["daily_sales_summary"]), output_dir, report["duration_s"],
     )
     for alert in alerts:
@@ -112,7 +138,16 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
             f"{len(alerts)} data-quality alert(s) and fail_on_alert is set: "
             + "; ".join(a["message"] for a in alerts)
         )
-    return RunResult(run_id, choice.mode, output_dir, published, results, alerts, report)
+    if recorder is not None:
+        recorder.complete()
+    return RunResult(context.run_id, choice.mode, output_dir, published, results, alerts, report)
+
+
+def _lineage_recorder(config: EngineConfig, context: RunContext, output_dir: Path) -> LineageRecorder | None:
+    if not config.lineage.enabled:
+        return None
+    delivery = LineageDelivery(output_dir, configured_client(), deadline=config.lineage.timeout)
+    return LineageRecorder(context, delivery, node_events=config.lineage.node_events)
 
 
 def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> dict[str, Any]:

@@ -36,7 +36,11 @@ class SourceFile:
     compression: str | None
     size: int
     columns: tuple[str, ...]
-    header: bytes = b""  # the CSV header line, prepended to every block after the first
+    types: tuple[str, ...] = ()  # column types as stored (empty: all text, as in CSV)
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return dict(zip(self.columns, self.types)) if self.types else dict.fromkeys(self.columns, "string")
 
     @property
     def text_bytes(self) -> int:
@@ -144,11 +148,13 @@ def _inspect_parquet(path: str, size: int) -> SourceFile:
         metadata = pq.ParquetFile(path).metadata
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
-    columns = tuple(metadata.schema.names)
+    schema = metadata.schema.to_arrow_schema()
+    columns = tuple(schema.names)
     _require_columns(path, columns)
     if metadata.num_rows == 0:
         raise InputDataError(f"{path}: Parquet file has no rows")
-    return SourceFile(path=path, format="parquet", compression=None, size=size, columns=columns)
+    return SourceFile(path=path, format="parquet", compression=None, size=size, columns=columns,
+                      types=tuple(str(t) for t in schema.types))
 
 
 def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
@@ -170,10 +176,7 @@ def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
     _require_columns(path, columns)
     if not head[len(header):].strip():
         raise InputDataError(f"{path}: has a header but no data rows")
-    return SourceFile(
-        path=path, format="csv", compression=compression, size=size, columns=columns,
-        header=header if header.endswith(b"\n") else header + b"\n",
-    )
+    return SourceFile(path=path, format="csv", compression=compression, size=size, columns=columns)
 
 
 def _read_head(path: str, compression: str | None) -> bytes:

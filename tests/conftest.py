@@ -64,9 +64,10 @@ def engine_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "engine", *args]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
     return subprocess.run(engine_command(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 @pytest.fixture(scope="session")
@@ -210,3 +211,23 @@ def external_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def spec() -> None:
+    """Skip (the only allowed skip) when the official OpenLineage schemas are not beside
+    the repository at ../shared/openlineage-spec."""
+    from openlineage_schemas import SPEC_MISSING_MESSAGE, spec_available
+
+    if not spec_available():
+        pytest.skip(SPEC_MISSING_MESSAGE)
+
+
+@pytest.fixture
+def isolated_openlineage_config(monkeypatch, tmp_path) -> None:
+    """Keep OPENLINEAGE_* variables and openlineage.yml files from configuring the client."""
+    for name in list(os.environ):
+        if name.startswith("OPENLINEAGE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,263 @@
+"""START, COMPLETE and FAIL run events, built with the openlineage-python classes.
+
+Inputs are the files read (one dataset per file) with schema, data source, storage,
+data-quality metrics and input statistics taken from the run's single pass; outputs are
+the files published with schema, storage, output statistics, lifecycle state and the
+column lineage of every column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import attr
+import pandas as pd
+from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import (
+    RunFacet,
+    column_lineage_dataset,
+    data_quality_metrics_input_dataset,
+    datasource_dataset,
+    error_message_run,
+    input_statistics_input_dataset,
+    job_type_job,
+    lifecycle_state_change_dataset,
+    nominal_time_run,
+    output_statistics_output_dataset,
+    parent_run,
+    processing_engine_run,
+    schema_dataset,
+    source_code_job,
+    storage_dataset,
+)
+
+from engine import __version__
+from engine.lineage.columns import COLUMN_LINEAGE, published_schema
+from engine.lineage.naming import dataset_identity, datasource_uri
+from engine.outputs import PublishedFile
+from engine.sources import SourceFile
+
+PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
+ENGINE_FACET_SCHEMA = "https://pypi.org/project/sales-engine/spec/SalesEngineRunFacet.json#/$defs/SalesEngineRunFacet"
+
+
+@attr.define
+class SalesEngineRunFacet(RunFacet):
+    """The engine's own run facet: how the run was executed and what it measured."""
+
+    mode: str
+    modeReason: str  # noqa: N815
+    engineVersion: str  # noqa: N815
+    metrics: dict = attr.field(factory=dict)
+
+    @staticmethod
+    def _get_schema() -> str:
+        return ENGINE_FACET_SCHEMA
+
+
+@dataclass
+class RunContext:
+    """What the lineage of one run is about; filled in as the run progresses."""
+
+    run_id: str
+    namespace: str
+    job_name: str
+    started_at: dt.datetime
+    source: str
+    files: tuple[SourceFile, ...] = ()
+    mode: str | None = None
+    mode_reason: str | None = None
+    input_profile: pd.DataFrame | None = None
+    published: list[PublishedFile] = field(default_factory=list)
+    output_rows: dict[str, int] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+def start_event(context: RunContext) -> RunEvent:
+    return _event(RunState.START, context, inputs=_inputs(context))
+
+
+def complete_event(context: RunContext) -> RunEvent:
+    return _event(RunState.COMPLETE, context, inputs=_inputs(context), outputs=_outputs(context))
+
+
+def running_event(context: RunContext, node_name: str) -> RunEvent:
+    """A node of the dataflow has finished (emitted only when node events are on)."""
+    event = _event(RunState.RUNNING, context)
+    event.run.facets["salesEngine"] = SalesEngineRunFacet(
+        mode=context.mode or "", modeReason=context.mode_reason or "", engineVersion=__version__,
+        metrics={"finished_node": node_name})
+    return event
+
+
+def fail_event(context: RunContext, error: BaseException) -> RunEvent:
+    facet = error_message_run.ErrorMessageRunFacet(
+        message=str(error) or type(error).__name__,
+        programmingLanguage="python",
+        stackTrace="".join(traceback.format_exception(error)),
+    )
+    return _event(RunState.FAIL, context, inputs=_inputs(context), outputs=_outputs(context),
+                  extra_run_facets={"errorMessage": facet})
+
+
+def _event(state: RunState, context: RunContext, inputs=(), outputs=(), extra_run_facets=None) -> RunEvent:
+    return RunEvent(
+        eventType=state,
+        eventTime=dt.datetime.now(dt.timezone.utc).isoformat(),
+        run=Run(runId=context.run_id, facets={**_run_facets(context), **(extra_run_facets or {})}),
+        job=Job(namespace=context.namespace, name=context.job_name, facets=_job_facets()),
+        inputs=list(inputs),
+        outputs=list(outputs),
+        producer=PRODUCER,
+    )
+
+
+def _run_facets(context: RunContext) -> dict[str, Any]:
+    engine_name, engine_version = _processing_engine(context.mode)
+    facets: dict[str, Any] = {
+        "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+            version=engine_version, name=engine_name, openlineageAdapterVersion=__version__),
+        "nominalTime": nominal_time_run.NominalTimeRunFacet(nominalStartTime=context.started_at.isoformat()),
+    }
+    parent = parent_from_environment()
+    if parent is not None:
+        facets["parent"] = parent
+    if context.mode:
+        facets["salesEngine"] = SalesEngineRunFacet(
+            mode=context.mode, modeReason=context.mode_reason or "", engineVersion=__version__,
+            metrics=context.metrics)
+    return facets
+
+
+def _processing_engine(mode: str | None) -> tuple[str, str]:
+    if mode in ("dask", "distributed"):
+        import dask
+
+        return "dask", dask.__version__
+    return "pandas", pd.__version__
+
+
+def parent_from_environment(environ: dict | None = None) -> parent_run.ParentRunFacet | None:
+    """The parent run an orchestrator announced through the standard variables
+    (OPENLINEAGE_PARENT_RUN_ID, _JOB_NAMESPACE, _JOB_NAME, and the OPENLINEAGE_ROOT_PARENT_* ones)."""
+    env = os.environ if environ is None else environ
+    run_id, namespace, name = (env.get(f"OPENLINEAGE_PARENT_{key}") for key in ("RUN_ID", "JOB_NAMESPACE", "JOB_NAME"))
+    if not (run_id and namespace and name):
+        return None
+    root = None
+    root_run, root_namespace, root_name = (
+        env.get(f"OPENLINEAGE_ROOT_PARENT_{key}") for key in ("RUN_ID", "JOB_NAMESPACE", "JOB_NAME"))
+    if root_run and root_namespace and root_name:
+        root = parent_run.Root(run=parent_run.RootRun(runId=root_run),
+                               job=parent_run.RootJob(namespace=root_namespace, name=root_name))
+    return parent_run.ParentRunFacet(run=parent_run.Run(runId=run_id),
+                                     job=parent_run.Job(namespace=namespace, name=name), root=root)
+
+
+def _job_facets() -> dict[str, Any]:
+    from engine import dataflow
+
+    source = "\n\n".join(inspect.getsource(module) for module in dataflow.MODULES)
+    return {
+        "jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="HAMILTON", jobType="JOB"),
+        "sourceCode": source_code_job.SourceCodeJobFacet(language="python", sourceCode=source),
+    }
+
+
+def _inputs(context: RunContext) -> list[InputDataset]:
+    datasets = []
+    for index, file in enumerate(context.files):
+        namespace, name = dataset_identity(file.path)
+        input_facets = {}
+        if context.input_profile is not None:
+            profile = context.input_profile.iloc[index]
+            input_facets = {
+                "dataQualityMetrics": _quality_metrics(file, profile),
+                "inputStatistics": input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+                    rowCount=int(profile["rows"]), size=file.size, fileCount=1),
+            }
+        datasets.append(InputDataset(
+            namespace=namespace, name=name,
+            facets={
+                "schema": schema_dataset.SchemaDatasetFacet(fields=[
+                    schema_dataset.SchemaDatasetFacetFields(name=column, type=file.column_types.get(column, "string"),
+                                                            ordinal_position=position)
+                    for position, column in enumerate(file.columns, start=1)]),
+                "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace,
+                                                                        uri=datasource_uri(namespace, name)),
+                "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format),
+            },
+            inputFacets=input_facets,
+        ))
+    return datasets
+
+
+def _quality_metrics(file: SourceFile, profile: pd.Series) -> data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet:
+    """Per-column missing counts, and the ranges of valid amounts (currency units) and
+    valid dates (as YYYYMMDD numbers: the facet's min and max are numbers)."""
+    metric = data_quality_metrics_input_dataset.ColumnMetrics
+    columns = {c: metric(nullCount=int(profile[f"missing_{c}"])) for c in ("date", "product_id", "amount", "customer_id")
+               if c in file.columns}
+    if not pd.isna(profile["amount_min"]):
+        columns["amount"] = metric(nullCount=int(profile["missing_amount"]), min=float(profile["amount_min"]) / 100,
+                                   max=float(profile["amount_max"]) / 100)
+    if not pd.isna(profile["date_min"]):
+        columns["date"] = metric(nullCount=int(profile["missing_date"]), min=_yyyymmdd(profile["date_min"]),
+                                 max=_yyyymmdd(profile["date_max"]))
+    return data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet(
+        columnMetrics=columns, rowCount=int(profile["rows"]), bytes=file.size, fileCount=1)
+
+
+def _yyyymmdd(days_since_epoch: float) -> float:
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=int(days_since_epoch))
+    return float(day.year * 10000 + day.month * 100 + day.day)
+
+
+def _outputs(context: RunContext) -> list[OutputDataset]:
+    inputs = [dataset_identity(file.path) for file in context.files]
+    datasets = []
+    for published in context.published:
+        if published.output not in COLUMN_LINEAGE:
+            continue
+        namespace, name = dataset_identity(str(published.path))
+        state = lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE if published.replaced \
+            else lifecycle_state_change_dataset.LifecycleStateChange.CREATE
+        datasets.append(OutputDataset(
+            namespace=namespace, name=name,
+            facets={
+                "schema": schema_dataset.SchemaDatasetFacet(fields=[
+                    schema_dataset.SchemaDatasetFacetFields(name=column, type=kind, ordinal_position=position)
+                    for position, (column, kind) in enumerate(published_schema(published.output), start=1)]),
+                "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=published.format),
+                "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+                    lifecycleStateChange=state),
+                "columnLineage": _column_lineage(published.output, inputs),
+            },
+            outputFacets={"outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=context.output_rows.get(published.output), size=published.size, fileCount=1)},
+        ))
+    return datasets
+
+
+def _column_lineage(output: str, inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    fields, dataset_wide = COLUMN_LINEAGE[output]
+
+    def references(sources):
+        return [
+            column_lineage_dataset.InputField(
+                namespace=namespace, name=name, field=column,
+                transformations=[column_lineage_dataset.Transformation(type=kind, subtype=subtype, masking=False)])
+            for column, kind, subtype in sources
+            for namespace, name in inputs
+        ]
+
+    return column_lineage_dataset.ColumnLineageDatasetFacet(
+        fields={column: column_lineage_dataset.Fields(inputFields=references(sources))
+                for column, sources in fields.items()},
+        dataset=references(dataset_wide),
+    )
