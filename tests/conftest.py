@@ -111,17 +111,21 @@ class ExternalCluster:
         bin_dir = Path(sys.executable).parent
         self.dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else shutil.which("dask")
         tls_args = tls.cli_args() if tls else []
+        self.workers: list[subprocess.Popen] = []
         self.scheduler = self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
                                      "--no-dashboard", *tls_args)
-        wait_for_port(self.port)
-        self.workers = [
-            self._start(f"worker-{i}", "worker", self.address, "--nthreads", "1", "--nworkers", "1",
-                        "--memory-limit", memory_limit, "--host", "127.0.0.1", "--no-dashboard",
-                        "--local-directory", str(workdir / f"w{i}"), *tls_args)
-            for i in range(workers)
-        ]
-        if workers:
-            self.wait_for_workers(workers)
+        try:
+            wait_for_port(self.port)
+            for i in range(workers):
+                self.workers.append(self._start(
+                    f"worker-{i}", "worker", self.address, "--nthreads", "1", "--nworkers", "1",
+                    "--memory-limit", memory_limit, "--host", "127.0.0.1", "--no-dashboard",
+                    "--local-directory", str(workdir / f"w{i}"), *tls_args))
+            if workers:
+                self.wait_for_workers(workers)
+        except BaseException:
+            self.stop()  # never leave processes behind when the cluster did not come up
+            raise
 
     def client(self, timeout: float = 30):
         from distributed import Client
