@@ -207,3 +207,30 @@ def test_lineage_show_prints_inputs_job_outputs_and_column_sources(tricky, tmp_p
 def test_lineage_can_be_switched_off(tricky, tmp_path):
     run_engine(tricky, tmp_path / "out", **{"lineage.enabled": False})
     assert not (tmp_path / "out" / "lineage").exists()
+
+
+def test_node_events_are_valid_running_events(spec, tricky, tmp_path):
+    run_engine(tricky, tmp_path / "out", **{"lineage.node_events": True})
+    events = _record(tmp_path / "out")
+    kinds = [e["eventType"] for e in events]
+    assert kinds[0] == "START" and kinds[-1] == "COMPLETE" and kinds.count("RUNNING") >= 10
+    finished = {e["run"]["facets"]["salesEngine"]["metrics"]["finished_node"] for e in events[1:-1]}
+    assert {"raw_sales_data", "sales_reductions", "trend_analysis"} <= finished
+    for event in events:
+        validate_event(event)
+
+
+@pytest.mark.parametrize(
+    "location, identity",
+    [
+        ("/data/sales.csv", ("file", "/data/sales.csv")),
+        ("file:///data/sales.csv", ("file", "/data/sales.csv")),
+        ("s3://bucket/raw/sales.csv", ("s3://bucket", "raw/sales.csv")),
+        ("gs://bucket/sales.parquet", ("gs://bucket", "sales.parquet")),
+        ("hdfs://namenode:8020/warehouse/sales", ("hdfs://namenode:8020", "warehouse/sales")),
+    ],
+)
+def test_dataset_naming_follows_the_openlineage_conventions(location, identity):
+    from engine.lineage.naming import dataset_identity
+
+    assert dataset_identity(location) == identity
