@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo
 ROWS   ?= 200000
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-fast bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP)
 ## test-fast: everything but the tests marked slow
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+## bench: the full benchmark suite (1k to 10M rows; BENCH_ARGS=--with-100m adds 100M)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+## bench-quick: the quick variant (small sizes, fewer repetitions; a few minutes)
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache build *.egg-info
