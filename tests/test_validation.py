@@ -84,6 +84,6 @@ def test_file_profile_counts_missing_cells_and_value_ranges_per_file():
 def test_empty_partition_keeps_its_shape():
     validated = validate_rows(_raw([]))
     assert list(validated.columns) == ["date", "product_id", "amount_cents", "customer_id", "reject_reason",
-                                       "missing_cells", "source_file"]
+                                       "missing_cells", "fingerprint", "source_file"]
     assert list(kept_rows(validated).columns) == ["date", "product_id", "amount_cents", "customer_id"]
     assert len(file_profile(validated)) == 0

@@ -11,7 +11,7 @@ from hamilton.function_modifiers import extract_fields
 
 from engine import frames
 from engine.sources import ReadPlan
-from engine.validation import KEPT, PROFILE_COMBINE, RAW_COLUMNS, REJECT_REASONS, file_profile, row_fingerprints
+from engine.validation import KEPT, PROFILE_COMBINE, RAW_COLUMNS, REJECT_REASONS, file_profile
 
 
 @extract_fields(
@@ -24,9 +24,7 @@ from engine.validation import KEPT, PROFILE_COMBINE, RAW_COLUMNS, REJECT_REASONS
         "distinct_raw_rows": int,
     }
 )
-def sales_reductions(
-    raw_sales_data: pd.DataFrame, validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame, read_plan: ReadPlan
-) -> dict:
+def sales_reductions(validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame, read_plan: ReadPlan) -> dict:
     """The large-data reductions: per-day sales (exact integer cents), a profile of each
     input file (rows, missing cells, value ranges), rejections per reason, and the
     number of distinct raw rows."""
@@ -37,7 +35,7 @@ def sales_reductions(
             "products": by_date["product_id"].nunique(),
             "reasons": validated_sales["reject_reason"].value_counts(),
             "profiles": frames.map_partitions(file_profile, validated_sales).groupby("source_file").agg(PROFILE_COMBINE),
-            "distinct": frames.map_partitions(row_fingerprints, raw_sales_data).nunique(),
+            "distinct": validated_sales["fingerprint"].nunique(),
         }
     )
     profile = _input_profile(computed["profiles"], read_plan)
