@@ -98,6 +98,12 @@ def sizes(results: dict) -> list[int]:
     return sorted({r["rows"] for r in results["runs"]})
 
 
+def _rounds(results: dict) -> str:
+    """Rounds run at each size (a 100M run usually has fewer)."""
+    return ", ".join(f"{short_rows(rows)} {len({r['repetition'] for r in results['runs'] if r['rows'] == rows})}"
+                     for rows in sizes(results))
+
+
 def commands(results: dict, rows: int | None = None) -> list[str]:
     """Commands present (at ``rows``, or anywhere), in report order."""
     names = {r["command"] for r in results["runs"] if rows is None or r["rows"] == rows}
@@ -156,8 +162,8 @@ def _header(results: dict) -> list[str]:
         f"- **Load average** (1, 5, 15 min): at start {_load(load[0])}, at end {_load(load[1])}",
         f"- **Versions**: {versions}",
         f"- **Revision**: {revision}",
-        f"- **Settings**: sizes {', '.join(short_rows(s) for s in settings['sizes'])}; {settings['repeat']} "
-        f"round(s) per size; engine modes {', '.join(settings['modes'])}; peers "
+        f"- **Settings**: sizes {', '.join(short_rows(s) for s in sizes(results))}; rounds per size "
+        f"{_rounds(results)}; engine modes {', '.join(settings['modes'])}; peers "
         f"{', '.join(settings['peers']) or 'none'}; seed {settings['seed']}"
         f"{' (quick)' if settings.get('quick') else ''}",
         "",

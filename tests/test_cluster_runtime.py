@@ -12,8 +12,7 @@ import time
 import psutil
 import pytest
 
-from conftest import (ExternalCluster, TlsFiles, engine_command, free_port, published_bytes, run_cli, run_engine,
-                      wait_for_port)
+from conftest import (ExternalCluster, TlsFiles, engine_command, free_port, published_bytes, run_cli, run_engine)
 
 CLUSTER_ERROR = 5
 

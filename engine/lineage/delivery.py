@@ -98,7 +98,7 @@ def replay(output_dir: Path, client: OpenLineageClient | None, deadline: float) 
         lines = [line for line in pending_path.read_text(encoding="utf-8").splitlines() if line.strip()]
         while lines:
             event = json.loads(lines[0])
-            error = _within_deadline(lambda: client.transport.emit(event), deadline)
+            error = _within_deadline(lambda event=event: client.transport.emit(event), deadline)
             if error is not None:
                 log.warning("lineage backend still unavailable: %s", error)
                 break
