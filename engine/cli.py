@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def distributed_run_arguments(source: str, scheduler: str, output: str | None = None, config: str | None = None
+                              ) -> list[str]:
+    """The `engine run` arguments of a launcher that has just started a cluster."""
+    arguments = ["run", str(source), "--mode", "distributed", "--scheduler", scheduler]
+    for flag, value in (("--output", output), ("--config", config)):
+        if value:
+            arguments += [flag, str(value)]
+    return arguments
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

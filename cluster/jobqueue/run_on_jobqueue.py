@@ -63,29 +63,18 @@ def main(argv: list[str] | None = None) -> int:
 def run_engine(scheduler: str, args: argparse.Namespace) -> int:
     from distributed import Client
 
-    from engine.config import load_config
-    from engine.errors import ClusterError, EngineError
-    from engine.logs import setup_logging
-    from engine.run import run_pipeline
+    from engine.cli import distributed_run_arguments, main as engine
 
-    try:
-        # The queue starts jobs when it pleases: wait for a worker here, with the queue's
-        # patience, not in the engine, whose connect_timeout is meant for seconds.
-        with Client(scheduler) as client:
-            try:
-                client.wait_for_workers(1, timeout=args.wait)
-            except TimeoutError:
-                raise ClusterError(f"no worker job started within {args.wait:g} s (see squeue / qstat "
-                                   "and the logs in the log-directory)") from None
-        config = load_config(args.config, overrides={
-            "input": args.input, "output": args.output, "mode": "distributed", "cluster.scheduler": scheduler})
-        setup_logging(config.log_level, Path(config.output) / "pipeline.log")
-        result = run_pipeline(config)
-    except EngineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    print(f"run {result.run_id} finished: outputs in {result.output_dir}")
-    return 0
+    # The queue starts jobs when it pleases: wait for a worker here, with the queue's
+    # patience, not in the engine, whose connect_timeout is meant for seconds.
+    with Client(scheduler) as client:
+        try:
+            client.wait_for_workers(1, timeout=args.wait)
+        except TimeoutError:
+            print(f"error: no worker job started within {args.wait:g} s (see squeue / qstat and the logs in "
+                  "the log-directory)", file=sys.stderr)
+            return 5  # the engine's exit status for cluster errors
+    return engine(distributed_run_arguments(args.input, scheduler, args.output, args.config))
 
 
 if __name__ == "__main__":

@@ -61,23 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed.deploy.ssh import SSHCluster
 
-    from engine.config import load_config
-    from engine.errors import EngineError
-    from engine.logs import setup_logging
-    from engine.run import run_pipeline
+    from engine.cli import distributed_run_arguments, main as engine
 
-    try:
-        with SSHCluster(**plan) as cluster:  # returns once the scheduler and the workers are up
-            config = load_config(args.config, overrides={
-                "input": args.input, "output": args.output, "mode": "distributed",
-                "cluster.scheduler": cluster.scheduler_address})
-            setup_logging(config.log_level, Path(config.output) / "pipeline.log")
-            result = run_pipeline(config)
-    except EngineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    print(f"run {result.run_id} finished: outputs in {result.output_dir}")
-    return 0
+    with SSHCluster(**plan) as cluster:  # returns once the scheduler and the workers are up
+        return engine(distributed_run_arguments(args.input, cluster.scheduler_address, args.output, args.config))
 
 
 if __name__ == "__main__":
