@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ClusterError
+from engine.interrupts import raise_if_interrupted
 from engine.sources import ReadPlan
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,10 @@ class DistributedBackend(DaskBackend):
                 wait(futures, timeout=1.0)
             except TimeoutError:
                 pass
+            except KeyboardInterrupt:
+                self.client.cancel(futures)
+                raise
+            raise_if_interrupted()
             if all(f.done() for f in futures) or any(f.status == "error" for f in futures):
                 return self.client.gather(packed)
             if self.client.nthreads():

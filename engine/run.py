@@ -23,6 +23,7 @@ from engine import __version__
 from engine.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
 from engine.config import EngineConfig
 from engine.errors import ClusterError, ConfigurationError, EngineError, QualityAlertError, ResourceError
+from engine.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
@@ -84,7 +85,8 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
                          started_at=dt.datetime.now(dt.timezone.utc), source=config.input)
     recorder = _lineage_recorder(config, context, output_dir)
     try:
-        return _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters])
+        with interruptible():
+            return _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters])
     except BaseException as error:
         if recorder is not None:
             recorder.fail(error)
@@ -110,7 +112,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
         plan = plan_reads(config.input, files, chunk)
         log.info("input %s: %s", config.input, plan_summary(plan))
-        driver = build_driver(backend, [timer, *adapters])
+        driver = build_driver(backend, [timer, InterruptCheckpoint(), *adapters])
         results = driver.execute([*OUTPUTS, "input_profile"], inputs=_dataflow_inputs(config, plan, backend))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
@@ -120,6 +122,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     with staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
         write_json(report, staged.path("run_report.json"))
+        raise_if_interrupted()
         published = staged.publish()
     context.input_profile = results["input_profile"]
     context.published = published
