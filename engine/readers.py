@@ -65,11 +65,14 @@ def _read_csv(task: ReadTask) -> pa.Table:
         raise _located_error(task, data, first_line, error) from None
 
 
-def _read_options(task: ReadTask) -> pacsv.ReadOptions:
+def _read_options(task: ReadTask, threads: bool | None = None) -> pacsv.ReadOptions:
     # Blocks after the first have no header line: the columns are named instead of the
-    # header being copied in front of the block.
+    # header being copied in front of the block. A whole file (pandas mode, a small
+    # file) is parsed on Arrow's threads; a byte range is one of many partitions already
+    # running in parallel; locating a bad line needs one thread (row numbers).
     return pacsv.ReadOptions(
-        use_threads=False, block_size=8 << 20, column_names=list(task.file.columns), skip_rows=1 if task.offset == 0 else 0
+        use_threads=task.length is None if threads is None else threads, block_size=8 << 20,
+        column_names=list(task.file.columns), skip_rows=1 if task.offset == 0 else 0,
     )
 
 
@@ -121,7 +124,7 @@ def _located_error(task: ReadTask, data: bytes, first_line: int, error: pa.Arrow
     try:
         pacsv.read_csv(
             pa.BufferReader(data),
-            read_options=_read_options(task),
+            read_options=_read_options(task, threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=note_first),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in file.columns}),
         )
