@@ -12,7 +12,8 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from hamilton.lifecycle import NodeExecutionHook
 
