@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", default="output", help="the run's output directory (default: output)")
         sub.add_argument("--config", metavar="FILE", help="YAML configuration file (lineage.timeout)")
 
+    anonymize = commands.add_parser("anonymize", help="copy a dataset with customer ids pseudonymised (keyed HMAC)")
+    anonymize.add_argument("input", metavar="INPUT", help="a CSV/Parquet file, a quoted glob, or a directory")
+    anonymize.add_argument("output", metavar="OUTPUT", help="the copy: .parquet for Parquet, otherwise CSV")
+
     generate = commands.add_parser("generate", help="write a realistic sample sales dataset")
     generate.add_argument("output", metavar="OUTPUT", help="CSV path (.gz / .zst to compress)")
     generate.add_argument("--rows", type=int, required=True)
@@ -164,7 +168,15 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage}
+def _anonymize(args: argparse.Namespace) -> int:
+    from engine.anonymize import anonymize
+
+    rows = anonymize(args.input, args.output)
+    print(f"wrote {rows:,} rows with pseudonymised customer ids to {args.output}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage, "anonymize": _anonymize}
 
 
 if __name__ == "__main__":
