@@ -55,6 +55,31 @@ def load_key(environ: dict | None = None) -> bytes:
     return key
 
 
+class SecretKey:
+    """The key as it travels to the processes that pseudonymise (Dask workers).
+
+    It crosses the wire inside the task that uses it, never as a task name or a stored
+    result, and its repr is a placeholder: a failing task that a worker logs with its
+    arguments does not print the key.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def reveal(self) -> bytes:
+        return self._key
+
+    def __repr__(self) -> str:
+        return "SecretKey(<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple:
+        return (SecretKey, (self._key,))
+
+
 def pseudonym(key: bytes, customer_id: str) -> str:
     """The pseudonym of one customer id."""
     return hmac.digest(key, customer_id.encode("utf-8"), "sha256")[:PSEUDONYM_BYTES].hex()
