@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo
 ROWS   ?= 200000
 
-.PHONY: demo test test-fast bench bench-quick clean
+.PHONY: demo test test-fast test-system-packages bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,26 @@ demo: $(STAMP)
 	$(BIN)/engine run $(DEMO)/sales.csv --output $(DEMO)/output
 
 ## test: the whole test suite
-test: $(STAMP)
+test: $(STAMP) test-system-packages
 	$(BIN)/python -m pytest -ra
 
 ## test-fast: everything but the tests marked slow
-test-fast: $(STAMP)
+test-fast: $(STAMP) test-system-packages
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+## test-system-packages: Debian packages the tests run for real (installed once, as root):
+## headless Chromium renders the HTML report, the Prometheus Pushgateway receives pushes
+TEST_DEBS := chromium:chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+             prometheus-pushgateway:prometheus-pushgateway
+test-system-packages:
+	@missing=""; for pair in $(TEST_DEBS); do package=$${pair%%:*}; probe=$${pair#*:}; \
+	  if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1; then :; else missing="$$missing $$package"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "the tests need these Debian packages:$$missing (apt-get install -y$$missing, as root)" >&2; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 ## bench: the full benchmark suite (1k to 10M rows; BENCH_ARGS=--with-100m adds 100M)
 bench: $(STAMP)
