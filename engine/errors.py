@@ -49,5 +49,12 @@ class LineageDeliveryError(EngineError):
     exit_code = 7
 
 
+class BackupError(EngineError):
+    """A backup archive is corrupt, truncated or unsafe to restore, or a backup could not
+    be taken consistently."""
+
+    exit_code = 8
+
+
 UNEXPECTED_EXIT_CODE = 1
 INTERRUPTED_EXIT_CODE = 130

@@ -1,0 +1,261 @@
+"""The audit log: one JSON line for every run, anonymize, backup, restore and prune.
+
+Each line says when (UTC), who (OS user) and where (host), what (operation, run id),
+with what (inputs: path, size, SHA-256), producing what (outputs: path, size, SHA-256),
+and how it ended (outcome, exit code, the error). There is one log per installation:
+`audit.path`, by default `$XDG_STATE_HOME/sales-engine/audit.jsonl`
+(`~/.local/state/sales-engine/audit.jsonl`), readable by its owner only (0600).
+
+Writing: the file is opened with O_APPEND before the operation starts (a log that cannot
+be written stops the operation before it does anything), and each record is one
+`write()` under an exclusive `flock`, followed by `fsync`, so concurrent runs on one
+machine never interleave or lose lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import pwd
+import socket
+import stat
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hamilton.lifecycle import GraphExecutionHook
+
+from engine.digests import BackgroundDigests, file_sha256, file_size
+from engine.errors import INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError, InputDataError
+from engine.permissions import PRIVATE_FILE_MODE, make_dirs
+
+if TYPE_CHECKING:
+    from engine.config import AuditConfig
+
+log = logging.getLogger(__name__)
+
+PRIVATE_DIR_MODE = 0o700
+RECORD_VERSION = 1
+
+
+def default_audit_path(environ: dict | None = None) -> Path:
+    """`$XDG_STATE_HOME/sales-engine/audit.jsonl`, or under `~/.local/state` without it."""
+    env = os.environ if environ is None else environ
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "sales-engine" / "audit.jsonl"
+
+
+def audit_path(configured: str | None) -> Path:
+    return Path(configured).expanduser() if configured else default_audit_path()
+
+
+class AuditLog:
+    """An append-only audit file, opened once and written one whole line at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self) -> AuditLog:
+        """Open (and if needed create, 0600) the log; ConfigurationError if it cannot be."""
+        try:
+            make_dirs(self.path.parent, PRIVATE_DIR_MODE)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+            status = os.fstat(self._fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise ConfigurationError(f"{self.path}: the audit log is not a regular file")
+            if stat.S_IMODE(status.st_mode) & 0o077:
+                os.fchmod(self._fd, PRIVATE_FILE_MODE)
+        except OSError as error:
+            self.close()
+            raise ConfigurationError(f"{self.path}: cannot open the audit log ({error.strerror}); "
+                                     "set audit.path to a file this user can write") from None
+        except ConfigurationError:
+            self.close()
+            raise
+        return self
+
+    def append(self, record: dict) -> None:
+        """Append one record as one line: locked, one write, flushed to disk."""
+        data = memoryview((json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8"))
+        assert self._fd is not None, "AuditLog.append before open"
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            while data:  # one write() unless a signal or a full disk cuts it short
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every record of an audit log, oldest first (a missing log has none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise InputDataError(f"{path}: cannot read the audit log ({error.strerror})") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputDataError(f"{path}: line {number}: not an audit record ({error.msg})") from None
+        if not isinstance(record, dict) or "operation" not in record or "time" not in record:
+            raise InputDataError(f"{path}: line {number}: not an audit record (no time or operation)")
+        records.append(record)
+    return records
+
+
+def describe_files(paths: list[Path | str]) -> list[dict]:
+    """Path, size and SHA-256 of each file (the outputs of an operation)."""
+    described = []
+    for path in paths:
+        try:
+            size, sha = file_sha256(path)
+            described.append({"path": str(Path(path).resolve()), "size": size, "sha256": sha})
+        except OSError as error:
+            described.append({"path": str(path), "size": None, "sha256": None, "error": error.strerror})
+    return described
+
+
+class AuditEntry:
+    """What one operation reports to the audit log while it runs."""
+
+    def __init__(self, operation: str, run_id: str, hash_contents: bool = True) -> None:
+        self.operation = operation
+        self.run_id = run_id
+        self.hash_contents = hash_contents
+        self.inputs: list[dict] = []
+        self.outputs: list[dict] = []
+        self.details: dict[str, Any] = {}
+        self.input_digests: BackgroundDigests | None = None
+
+    def hash_inputs(self, paths: list[str]) -> None:
+        """Record the input files; their SHA-256 is computed in the background while the
+        operation goes on (unless `audit.hash_inputs` is off)."""
+        if self.hash_contents:
+            self.input_digests = BackgroundDigests(paths)
+        else:
+            self.inputs += [{"path": path, "size": file_size(path), "sha256": None} for path in paths]
+
+    def record(self, started: dt.datetime, seconds: float, outcome: str, exit_code: int,
+               error: str | None) -> dict:
+        inputs = self.inputs
+        if self.input_digests is not None:
+            if outcome == "interrupted":
+                self.input_digests.cancel()
+            inputs = [*inputs, *self.input_digests.result()]
+        return {
+            "version": RECORD_VERSION,
+            "time": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "user": _os_user(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "operation": self.operation,
+            "run_id": self.run_id,
+            "inputs": inputs,
+            "outputs": self.outputs,
+            "outcome": outcome,
+            "exit_code": exit_code,
+            "error": error,
+            "duration_s": round(seconds, 3),
+            "details": self.details,
+        }
+
+
+class InputDigestHook(GraphExecutionHook):
+    """Starts hashing a run's input files as soon as the dataflow starts, from the read
+    plan the run resolved, so the digests are of exactly the files the run read."""
+
+    def __init__(self, entry: AuditEntry) -> None:
+        self.entry = entry
+
+    def run_before_graph_execution(self, *, inputs: dict[str, Any], **future_kwargs: Any) -> None:
+        plan = inputs.get("read_plan")
+        if plan is not None and self.entry.input_digests is None:
+            self.entry.hash_inputs([f.path for f in plan.files])
+
+    def run_after_graph_execution(self, **future_kwargs: Any) -> None:
+        return None
+
+
+def outputs_of_run(output_dir: Path, run_id: str) -> list[dict]:
+    """The files a run that ended in an error published anyway (a data-quality alert
+    with fail_on_alert fails the run after publishing): none unless the run report in
+    `output_dir` is this run's."""
+    from engine.dataflow import JSON_OUTPUTS, TABLE_OUTPUTS
+
+    report = output_dir / "run_report.json"
+    try:
+        if json.loads(report.read_text(encoding="utf-8")).get("run_id") != run_id:
+            return []
+    except (OSError, ValueError, AttributeError):
+        return []
+    names = [f"{n}.{suffix}" for n in TABLE_OUTPUTS for suffix in ("csv", "parquet")]
+    names += [f"{n}.json" for n in JSON_OUTPUTS] + [report.name]
+    return describe_files([output_dir / name for name in names])
+
+
+@contextmanager
+def audited(operation: str, config: AuditConfig, run_id: str | None = None) -> Iterator[AuditEntry]:
+    """Record `operation` in the audit log when the block ends, however it ends; the
+    block's exception, if any, goes on after the record is written."""
+    audit = AuditLog(audit_path(config.path)).open()
+    entry = AuditEntry(operation, run_id or str(uuid.uuid4()), hash_contents=config.hash_inputs)
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.monotonic()
+    try:
+        try:
+            yield entry
+        except BaseException as error:
+            outcome, code = _ending(error)
+            try:
+                audit.append(entry.record(started, time.monotonic() - clock, outcome, code, _one_line(error)))
+            except OSError as write_error:  # the operation's own error is the one to report
+                log.error("%s: could not append to the audit log: %s", audit.path, write_error.strerror)
+            raise
+        try:
+            audit.append(entry.record(started, time.monotonic() - clock, "success", 0, None))
+        except OSError as error:
+            raise ConfigurationError(f"{audit.path}: could not append to the audit log ({error.strerror})") from None
+    finally:
+        audit.close()
+
+
+def _ending(error: BaseException) -> tuple[str, int]:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", INTERRUPTED_EXIT_CODE
+    if isinstance(error, EngineError):
+        return "failed", error.exit_code
+    if isinstance(error, SystemExit):
+        return ("success", 0) if not error.code else ("failed", error.code if isinstance(error.code, int) else 1)
+    return "failed", UNEXPECTED_EXIT_CODE
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _os_user() -> str:
+    """The name of the effective user (from the user database, not $USER, which anyone can set)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
