@@ -30,9 +30,10 @@ test-fast: $(STAMP) test-system-packages
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 ## test-system-packages: Debian packages the tests run for real (installed once, as root):
-## headless Chromium renders the HTML report, the Prometheus Pushgateway receives pushes
+## headless Chromium renders the HTML report, the Prometheus Pushgateway receives pushes,
+## Graphviz renders `engine dag` as SVG and PNG
 TEST_DEBS := chromium:chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
-             prometheus-pushgateway:prometheus-pushgateway
+             prometheus-pushgateway:prometheus-pushgateway graphviz:dot
 test-system-packages:
 	@missing=""; for pair in $(TEST_DEBS); do package=$${pair%%:*}; probe=$${pair#*:}; \
 	  if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1; then :; else missing="$$missing $$package"; fi; \
