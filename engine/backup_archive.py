@@ -176,7 +176,8 @@ def unsafe_reason(member: tarfile.TarInfo, tops: set[str]) -> str | None:
     plain file or folder; None when it is safe."""
     if not (member.isreg() or member.isdir()):
         kind = ("a symbolic link" if member.issym() else "a hard link" if member.islnk() else
-                "a device file" if member.isdev() else "not a plain file or folder")
+                "a FIFO" if member.isfifo() else "a device file" if member.isdev() else
+                "not a plain file or folder")
         return f"{member.name!r} is {kind}"
     return unsafe_name(member.name, tops)
 

@@ -80,6 +80,20 @@ def dirty_300k(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_audit_log(tmp_path_factory) -> Path:
+    """Every command the tests run appends to a throw-away audit log, never to the
+    installation's (the variable reaches the `engine` processes the tests start)."""
+    path = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    previous = os.environ.get("ENGINE__AUDIT__PATH")
+    os.environ["ENGINE__AUDIT__PATH"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("ENGINE__AUDIT__PATH", None)
+    else:
+        os.environ["ENGINE__AUDIT__PATH"] = previous
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
