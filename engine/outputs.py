@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine import permissions
+
 #: Column kinds of every table output, in column order.
 TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "daily_sales_summary": (
@@ -146,6 +148,7 @@ class StagedOutputs:
             target = self.output_dir / name
             source = self.folder / name
             with open(source, "rb") as handle:
+                os.fchmod(handle.fileno(), permissions.policy().file)
                 os.fsync(handle.fileno())
             replaced = target.exists()
             os.replace(source, target)
@@ -157,10 +160,10 @@ class StagedOutputs:
 @contextmanager
 def staged_outputs(output_dir: Path, run_id: str) -> Iterator[StagedOutputs]:
     """A staging folder for one run, removed whether the run publishes or fails."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    permissions.make_dirs(output_dir)
     _remove_abandoned_staging(output_dir)
     staged = StagedOutputs(output_dir, run_id)
-    staged.folder.mkdir()
+    staged.folder.mkdir(mode=0o700)  # only the run itself works in here
     try:
         yield staged
     finally:

@@ -27,6 +27,8 @@ from openlineage.client import OpenLineageClient
 from openlineage.client.serde import Serde
 from openlineage.client.transport.file import FileConfig, FileTransport
 
+from engine import permissions
+
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "events.jsonl"
@@ -61,7 +63,7 @@ class LineageDelivery:
         self._record: FileTransport | None = None
 
     def emit(self, event: Any) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        permissions.make_dirs(self.folder)
         with _locked(self.folder):
             self._local_record().emit(event)
         if self.client is None:
@@ -76,10 +78,12 @@ class LineageDelivery:
 
     def _local_record(self) -> FileTransport:
         if self._record is None:
+            permissions.create_file(self.folder / RECORD_NAME)  # before the transport opens it
             self._record = FileTransport(FileConfig(log_file_path=str(self.folder / RECORD_NAME), append=True))
         return self._record
 
     def _keep(self, event: Any, reason: str) -> None:
+        permissions.create_file(self.folder / PENDING_NAME)
         with _locked(self.folder), open(self.folder / PENDING_NAME, "a", encoding="utf-8") as pending:
             pending.write(Serde.to_json(event) + "\n")
             pending.flush()
@@ -133,6 +137,7 @@ def _rewrite(path: Path, lines: list[str]) -> None:
         return
     temporary = path.with_suffix(".tmp")
     temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    permissions.restrict(temporary)
     os.replace(temporary, path)
 
 
@@ -148,7 +153,8 @@ def _event_type(event: Any) -> str:
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on the lineage folder: concurrent runs never interleave lines."""
-    folder.mkdir(parents=True, exist_ok=True)
+    permissions.make_dirs(folder)
+    permissions.create_file(folder / _LOCK_NAME)
     with open(folder / _LOCK_NAME, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
