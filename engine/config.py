@@ -21,10 +21,13 @@ import yaml
 
 from engine.alerts import AlertThresholds
 from engine.errors import ConfigurationError
+from engine.permissions import FileModes, parse_mode
 from engine.validation import ID_DTYPES
 
 MODES = ("auto", "pandas", "dask", "distributed")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+PROGRESS_DISPLAYS = ("auto", "log", "off")
 ENV_PREFIX = "ENGINE__"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20,
@@ -113,6 +116,105 @@ class LineageConfig:
 
 
 @dataclass(frozen=True)
+class ProgressConfig:
+    """How `engine run` shows its progress (engine.progress)."""
+
+    #: auto: a live line when stdout is a terminal, log lines otherwise; log: log lines; off
+    display: str = "auto"
+    #: seconds before the live line appears (shorter runs show none)
+    delay: float = 2.0
+    #: seconds between progress log lines
+    interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_choice("display", self.display, PROGRESS_DISPLAYS)
+        for key in ("delay", "interval"):
+            if getattr(self, key) < 0 or (key == "interval" and self.interval == 0):
+                raise ConfigurationError(f"{key}: must be {'more than' if key == 'interval' else 'at least'} "
+                                         f"0 seconds, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Run metrics beyond run_report.json: the run history, the Prometheus export and the
+    HTML report (docs/metrics.md)."""
+
+    #: the run history (JSON lines); auto: <output>/run_history.jsonl
+    history: str = "auto"
+    #: runs (the most recent) the success rate is computed over
+    success_rate_window: int = 100
+    #: Prometheus text file for node-exporter's textfile collector; auto: <output>/metrics.prom; off: none
+    prometheus_textfile: str = "auto"
+    #: Pushgateway URL (http://host:9091); none: no push
+    pushgateway: str | None = None
+    #: the Pushgateway job name and the `pipeline` label of every exported metric
+    job: str = "sales_analytics"
+    #: seconds the Pushgateway has to take a push before the run goes on without it
+    push_timeout: float = 5.0
+    #: write <output>/report.html
+    html_report: bool = True
+
+    def __post_init__(self) -> None:
+        if self.success_rate_window < 1:
+            raise ConfigurationError(f"success_rate_window: must be at least 1, got {self.success_rate_window}")
+        if self.push_timeout <= 0:
+            raise ConfigurationError(f"push_timeout: must be more than 0 seconds, got {self.push_timeout}")
+        if self.pushgateway and not self.pushgateway.startswith(("http://", "https://")):
+            raise ConfigurationError(f"pushgateway: {self.pushgateway!r} is not an http:// or https:// URL")
+        if not self.job.strip():
+            raise ConfigurationError("job: must not be empty")
+
+
+@dataclass(frozen=True)
+class PermissionsConfig:
+    """Modes of the files and folders the engine writes (outputs, log, lineage, backups);
+    never readable by other users. Octal text, quoted in YAML: "0640"."""
+
+    file_mode: str = "0640"
+    dir_mode: str = "0750"
+
+    def __post_init__(self) -> None:
+        self.modes()
+
+    def modes(self) -> FileModes:
+        return FileModes(file=parse_mode(self.file_mode, "file_mode", 0o600),
+                         directory=parse_mode(self.dir_mode, "dir_mode", 0o700))
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The installation's audit log (engine.audit): one JSON line per run, anonymize,
+    backup, restore and prune."""
+
+    #: the log file; none: $XDG_STATE_HOME/sales-engine/audit.jsonl (~/.local/state/...)
+    path: str | None = None
+    #: record the SHA-256 of every input file (hashed in the background during the run)
+    hash_inputs: bool = True
+
+
+BACKUP_COMPRESSIONS = ("gzip", "xz")
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """`engine backup`: where archives go, what they hold, how many are kept."""
+
+    directory: str = "backups"
+    #: folders to back up; empty: the configured `output` folder
+    sources: tuple[str, ...] = ()
+    compression: str = "gzip"
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+
+    def __post_init__(self) -> None:
+        _check_choice("compression", self.compression, BACKUP_COMPRESSIONS)
+        for key in ("keep_daily", "keep_weekly", "keep_monthly"):
+            if getattr(self, key) < 0:
+                raise ConfigurationError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything a run needs to know."""
 
@@ -124,13 +226,23 @@ class EngineConfig:
     id_dtype: str = "string"
     top_days: int = 5
     log_level: str = "INFO"
+    #: text (human lines) or json (one object per line, for log aggregation)
+    log_format: str = "text"
+    #: the run's log file; none: <output>/pipeline.log
+    log_file: str | None = None
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
         _check_choice("log_level", self.log_level.upper(), LOG_LEVELS)
+        _check_choice("log_format", self.log_format, LOG_FORMATS)
         _check_choice("id_dtype", self.id_dtype, ID_DTYPES)
         if self.partition_size != "auto":
             parse_size(self.partition_size, "partition_size")
@@ -214,7 +326,10 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigurationError(f"{source}: unknown key {dotted!r}{hint}")
         kind = fields[key].type
-        nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig}.get(str(kind))
+        nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig,
+                  "MetricsConfig": MetricsConfig, "PermissionsConfig": PermissionsConfig,
+                  "AuditConfig": AuditConfig, "BackupConfig": BackupConfig,
+                  "ProgressConfig": ProgressConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")
@@ -240,5 +355,8 @@ def _coerce(value: Any, kind: str, key: str, source: str) -> Any:
         return float(value)
     if base == "str" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    expected = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text"}[base]
+    if base == "tuple[str, ...]" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    expected = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text",
+                "tuple[str, ...]": "a list of text"}[base]
     raise ConfigurationError(f"{source}: {key!r} must be {expected}, got {value!r}")
