@@ -218,6 +218,6 @@ def _history_section(history: Sequence[Mapping], success_rate: float | None) -> 
 
 def _short_time(text: str) -> str:
     try:
-        return dt.datetime.fromisoformat(text).strftime("%m-%d %H:%M")
+        return dt.datetime.fromisoformat(text).strftime("%m-%d %H:%M:%S")
     except ValueError:
         return text[:16]

@@ -109,8 +109,9 @@ def bar_chart(label: str, categories: Sequence[str], values: Sequence[float], co
     for i, (category, value) in enumerate(zip(categories, values)):
         cx = left + slot * (i + 0.5)
         colour = colours[i] if colours else PALETTE["primary"]
-        body.append(f'<rect class="mark" x="{cx - width / 2:.1f}" y="{y(value):.1f}" width="{width:.1f}" '
-                    f'height="{max(bottom - y(value), 1):.1f}" fill="{colour}">'
+        bar_top = min(y(value), bottom - 2)  # a zero or tiny value still shows as a sliver
+        body.append(f'<rect class="mark" x="{cx - width / 2:.1f}" y="{bar_top:.1f}" width="{width:.1f}" '
+                    f'height="{bottom - bar_top:.1f}" fill="{colour}">'
                     f'<title>{escape(category)}: {escape(fmt(value))}</title></rect>')
         if i % every == 0:
             body.append(f'<text x="{cx:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">'
