@@ -1,0 +1,210 @@
+"""The audit log: real runs in real processes, one whole JSON line each, and `engine audit`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import engine_command, run_cli, write_csv
+from engine.audit import AuditLog, default_audit_path, read_records
+from engine.pseudonyms import KEY_ENV
+
+USER = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_two_concurrent_runs_append_two_whole_lines(tmp_path):
+    audit = tmp_path / "state" / "audit.jsonl"
+    env = {**os.environ, "ENGINE__AUDIT__PATH": str(audit)}
+    runs = []
+    for name in ("north", "south"):
+        data = tmp_path / f"{name}.csv"
+        assert run_cli("generate", str(data), "--rows", "20000", "--seed", str(len(name))).returncode == 0
+        runs.append((data, tmp_path / f"out-{name}"))
+    processes = [subprocess.Popen(engine_command("run", str(data), "--output", str(out)), env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for data, out in runs]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+
+    lines = audit.read_text().splitlines()
+    assert len(lines) == 2
+    records = {record["run_id"]: record for record in map(json.loads, lines)}
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    assert stat.S_IMODE(audit.parent.stat().st_mode) == 0o700
+    for data, out in runs:
+        run_id = json.loads((out / "run_report.json").read_text())["run_id"]
+        record = records[run_id]
+        assert record["operation"] == "run" and record["outcome"] == "success" and record["exit_code"] == 0
+        assert record["user"] == USER and record["host"] == socket.gethostname()
+        assert record["time"].endswith("Z") and record["error"] is None
+        assert record["inputs"] == [{"path": str(data.resolve()), "size": data.stat().st_size,
+                                     "sha256": _sha256(data)}]
+        outputs = {Path(o["path"]).name: o for o in record["outputs"]}
+        assert set(outputs) >= {"daily_sales_summary.csv", "trend_analysis.json", "run_report.json"}
+        for name, output in outputs.items():
+            assert output["sha256"] == _sha256(out / name) and output["size"] == (out / name).stat().st_size
+        assert record["details"]["output"] == str(out.resolve()) and record["details"]["mode"] == "pandas"
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from engine.audit import AuditLog
+
+    writer, count, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    log = AuditLog(Path(sys.argv[1])).open()
+    for number in range(count):
+        log.append({"time": "2024-01-01T00:00:00Z", "operation": "test", "writer": writer, "number": number,
+                    "payload": writer * size})
+    log.close()
+""")
+
+
+def test_concurrent_writers_never_interleave_or_lose_a_line(tmp_path):
+    """Four processes append 40 records of 200 KB each at the same time: far more than
+    one pipe buffer or page per write, so only the lock keeps the lines whole."""
+    audit = tmp_path / "audit.jsonl"
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(audit), letter, "40", "200000"])
+               for letter in "abcd"]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
+    records = read_records(audit)
+    assert len(records) == 160
+    for letter in "abcd":
+        mine = [r for r in records if r["writer"] == letter]
+        assert [r["number"] for r in mine] == list(range(40))
+        assert all(r["payload"] == letter * 200000 for r in mine)
+
+
+def test_a_failed_run_is_recorded_with_its_exit_code_and_error(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    missing = tmp_path / "absent.csv"
+    done = run_cli("run", str(missing), "--output", str(tmp_path / "out"), env={"ENGINE__AUDIT__PATH": str(audit)})
+    assert done.returncode == 3
+    [record] = _records(audit)
+    assert record["operation"] == "run" and record["outcome"] == "failed" and record["exit_code"] == 3
+    assert str(missing) in record["error"] and record["inputs"] == [] and record["outputs"] == []
+
+
+def test_a_run_failed_by_an_alert_records_the_outputs_it_published(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", ""), ("2024-01-02", "P2", "x", "")])
+    config = tmp_path / "c.yaml"
+    config.write_text("alerts:\n  max_null_count: 0\n  fail_on_alert: true\n")
+    out = tmp_path / "out"
+    done = run_cli("run", str(data), "--output", str(out), "--config", str(config),
+                   env={"ENGINE__AUDIT__PATH": str(audit)})
+    assert done.returncode == 4
+    [record] = _records(audit)
+    assert record["outcome"] == "failed" and record["exit_code"] == 4 and "high_null_count" in record["error"]
+    assert record["inputs"][0]["sha256"] == _sha256(data)
+    published = {Path(o["path"]).name: o["sha256"] for o in record["outputs"]}
+    assert published["data_quality_metrics.json"] == _sha256(out / "data_quality_metrics.json")
+    assert len(published) == 10
+
+
+def test_anonymize_is_recorded(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    source = write_csv(tmp_path / "in.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    target = tmp_path / "anon.csv"
+    done = run_cli("anonymize", str(source), str(target),
+                   env={"ENGINE__AUDIT__PATH": str(audit), KEY_ENV: "0123456789abcdef-test-key"})
+    assert done.returncode == 0, done.stderr
+    [record] = _records(audit)
+    assert record["operation"] == "anonymize" and record["outcome"] == "success"
+    assert record["inputs"] == [{"path": str(source), "size": source.stat().st_size, "sha256": _sha256(source)}]
+    assert record["outputs"] == [{"path": str(target), "size": target.stat().st_size, "sha256": _sha256(target)}]
+
+
+def test_an_audit_log_that_cannot_be_opened_stops_the_run_before_it_starts(tmp_path):
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    blocked = tmp_path / "audit-is-a-folder"
+    blocked.mkdir()
+    done = run_cli("run", str(data), "--output", str(tmp_path / "out"), env={"ENGINE__AUDIT__PATH": str(blocked)})
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {blocked}: cannot open the audit log (Is a directory)")
+    assert not (tmp_path / "out").exists()
+
+
+def _fabricated_log(path: Path) -> list[dict]:
+    records = [
+        {"time": "2024-03-01T02:00:00.000Z", "user": "etl", "host": "h1", "operation": "backup.create",
+         "run_id": "aaaa-1", "inputs": [{"path": "/srv/out", "size": 2048}], "outputs": [{"path": "/b/x", "size": 10}],
+         "outcome": "success", "exit_code": 0},
+        {"time": "2024-03-01T09:30:00.000Z", "user": "alice", "host": "h1", "operation": "run", "run_id": "bbbb-2",
+         "inputs": [{"path": "/d/s.csv", "size": 5 * 2**20}], "outputs": [], "outcome": "failed", "exit_code": 3},
+        {"time": "2024-03-02T09:30:00.000Z", "user": "alice", "host": "h2", "operation": "run", "run_id": "cccc-3",
+         "inputs": [], "outputs": [], "outcome": "success", "exit_code": 0},
+        {"time": "2024-03-03T02:00:00.000Z", "user": "etl", "host": "h1", "operation": "backup.prune",
+         "run_id": "dddd-4", "inputs": [], "outputs": [], "outcome": "success", "exit_code": 0},
+    ]
+    log = AuditLog(path).open()
+    for record in records:
+        log.append(record)
+    log.close()
+    return records
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ((), ["aaaa-1", "bbbb-2", "cccc-3", "dddd-4"]),
+    (("--operation", "backup"), ["aaaa-1", "dddd-4"]),
+    (("--operation", "backup.prune"), ["dddd-4"]),
+    (("--user", "alice", "--outcome", "success"), ["cccc-3"]),
+    (("--since", "2024-03-01T09:00:00", "--until", "2024-03-02"), ["bbbb-2", "cccc-3"]),
+    (("--run-id", "bbbb"), ["bbbb-2"]),
+    (("--last", "2"), ["cccc-3", "dddd-4"]),
+])
+def test_audit_command_filters(tmp_path, filters, expected):
+    audit = tmp_path / "audit.jsonl"
+    records = {r["run_id"]: r for r in _fabricated_log(audit)}
+    env = {"ENGINE__AUDIT__PATH": str(audit)}
+    done = run_cli("audit", "--json", *filters, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [records[i] for i in expected]
+
+
+def test_audit_command_prints_a_table(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    _fabricated_log(audit)
+    done = run_cli("audit", "--operation", "run", env={"ENGINE__AUDIT__PATH": str(audit)})
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["time", "(UTC)", "user", "host", "operation", "run", "id", "outcome", "exit",
+                              "inputs", "outputs"]
+    assert rows[0].split() == ["2024-03-01", "09:30:00", "alice", "h1", "run", "bbbb-2", "failed", "3",
+                               "1", "(5.0", "MiB)", "-"]
+    assert len(rows) == 2
+
+
+def test_audit_command_names_a_damaged_line(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    _fabricated_log(audit)
+    with open(audit, "a") as handle:
+        handle.write('{"time": "2024-03-04T00:00:00Z", "operat\n')
+    done = run_cli("audit", env={"ENGINE__AUDIT__PATH": str(audit)})
+    assert done.returncode == 3
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {audit}: line 5: not an audit record")
+
+
+def test_the_default_log_is_one_per_installation_user_under_the_xdg_state_folder(tmp_path):
+    assert default_audit_path({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "sales-engine" / "audit.jsonl"
+    assert default_audit_path({}) == Path.home() / ".local" / "state" / "sales-engine" / "audit.jsonl"
