@@ -9,6 +9,8 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -357,3 +359,48 @@ def test_retention_matches_the_calendar_walk(moments, daily, weekly, monthly):
     moments = [m.replace(tzinfo=UTC) for m in moments]
     kept = backups_to_keep(moments, lambda m: m, RetentionPolicy(daily, weekly, monthly))
     assert kept == _reference_keep(moments, daily, weekly, monthly)
+
+
+NIGHTLY = Path(__file__).resolve().parent.parent / "cluster" / "backup"
+
+
+def test_the_nightly_job_backs_up_verifies_and_prunes(tmp_path):
+    """cluster/backup/nightly-backup.sh, run for real against this checkout's engine."""
+    data, output = _folders(tmp_path)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    for stamp in ("20200101T023000Z", "20200102T023000Z"):  # two old nights from one week and month
+        old = backups / f"backup-{stamp}.tar.xz"
+        old.write_bytes(b"old")
+        _rewrite_checksum(old)
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "backup.yaml"
+    config.write_text(f"audit:\n  path: {audit}\nbackup:\n  directory: {backups}\n  sources: [{data}, {output}]\n"
+                      "  compression: xz\n  keep_daily: 1\n  keep_weekly: 0\n  keep_monthly: 0\n")
+    engine = Path(sys.executable).parent / "engine"
+    env = {name: value for name, value in os.environ.items() if name != "ENGINE__AUDIT__PATH"}  # the file says
+    done = subprocess.run(["sh", str(NIGHTLY / "nightly-backup.sh")], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**env, "ENGINE": str(engine), "CONFIG": str(config)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    [kept] = list_backups(backups)
+    assert kept.name.endswith(".tar.xz") and kept.moment.year > 2020
+    assert "ok      " in done.stdout and "deleted backup-20200101T023000Z.tar.xz" in done.stdout
+    assert [r["operation"] for r in map(json.loads, audit.read_text().splitlines())] == [
+        "backup.create", "backup.prune"]
+    restored = _backup(tmp_path, "restore", str(kept.path), "--target", str(tmp_path / "restored"))
+    assert restored.returncode == 0, restored.stderr
+    assert _tree(tmp_path / "restored" / "data") == _tree(data)
+
+
+def test_systemd_and_cron_start_the_same_nightly_job():
+    service = (NIGHTLY / "sales-engine-backup.service").read_text()
+    timer = (NIGHTLY / "sales-engine-backup.timer").read_text()
+    [cron] = [line for line in (NIGHTLY / "crontab").read_text().splitlines() if line[:1].isdigit()]
+    assert "ExecStart=/opt/sales-engine/cluster/backup/nightly-backup.sh" in service
+    assert "Type=oneshot" in service and "UMask=0027" in service
+    assert "OnCalendar=*-*-* 02:30:00" in timer and "Persistent=true" in timer
+    minute, hour, *_ = cron.split()
+    assert (minute, hour) == ("30", "2") and "/opt/sales-engine/cluster/backup/nightly-backup.sh" in cron
+    for variable in ("ENGINE=/opt/sales-engine/.venv/bin/engine", "CONFIG=/etc/sales-engine/backup.yaml"):
+        assert f"Environment={variable}" in service and variable in cron
+    assert os.access(NIGHTLY / "nightly-backup.sh", os.X_OK)
