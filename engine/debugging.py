@@ -96,7 +96,7 @@ def _frame_summary(node: str, frame: Any) -> str:
     lines = [f"{node}: {kind}, {rows:,} rows, {len(head.columns)} columns", "columns:"]
     width = max((len(str(c)) for c in head.columns), default=0)
     lines += [f"  {str(column):<{width}}  {dtype}" for column, dtype in head.dtypes.items()]
-    lines.append(f"first {min(rows, HEAD_ROWS)} rows:")
+    lines.append(f"first {len(head)} rows:")
     lines.append(_masked(head).to_string(max_colwidth=40) if len(head) else "  (none)")
     return "\n".join(lines)
 
@@ -109,14 +109,18 @@ def _rows_and_head(frame: Any) -> tuple[int, pd.DataFrame, str]:
     if is_lazy(frame):
         import dask
 
-        rows, head = dask.compute(frame.map_partitions(len).sum(), frame.head(HEAD_ROWS, npartitions=1, compute=False))
+        # One pass: the row count and the first rows (of whichever partitions hold them).
+        rows, head = dask.compute(frame.map_partitions(len).sum(), frame.head(HEAD_ROWS, npartitions=-1, compute=False))
         return int(rows), head, f"Dask DataFrame in {frame.npartitions} partition(s)"
     # pandas mode's stream of partitions: counted one partition at a time
-    rows, head = 0, None
+    rows, heads = 0, []
     for partition in frame:
         rows += len(partition)
-        head = partition.head(HEAD_ROWS) if head is None or len(head) < HEAD_ROWS and len(partition) else head
-    return rows, head if head is not None else pd.DataFrame(), f"pandas DataFrame in {frame.npartitions} partition(s)"
+        missing = HEAD_ROWS - sum(len(h) for h in heads)
+        if missing > 0 or not heads:
+            heads.append(partition.head(max(missing, 0)))
+    head = pd.concat(heads, ignore_index=True) if heads else pd.DataFrame()
+    return rows, head, f"pandas DataFrame in {frame.npartitions} partition(s)"
 
 
 def _masked(head: pd.DataFrame) -> pd.DataFrame:
