@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from engine import permissions
 from engine.errors import INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, EngineError
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ def exit_code_of(error: BaseException) -> int:
 
 
 def append_history(path: Path, entry: Mapping[str, Any]) -> None:
-    """Append one line to the history (created with its folder if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append one line to the history (created with its folder, with the configured
+    permissions, if missing)."""
+    permissions.make_dirs(path.parent)
+    permissions.create_file(path)
     line = (json.dumps(entry, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
     with open(path, "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -21,6 +21,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, pushadd_to_gateway
 
+from engine import permissions
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TEXTFILE = "metrics.prom"
@@ -125,10 +127,11 @@ def exposition(registry: CollectorRegistry) -> bytes:
 def write_textfile(registry: CollectorRegistry, path: Path) -> None:
     """Replace `path` atomically (a temporary file beside it that node-exporter ignores,
     fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    permissions.make_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as handle:
+            os.fchmod(handle.fileno(), permissions.policy().file)
             handle.write(exposition(registry))
             handle.flush()
             os.fsync(handle.fileno())
