@@ -127,8 +127,11 @@ def _csv_text(batch: pa.RecordBatch) -> pa.Buffer:
 
 
 def _quoted_where_needed(cells: pa.Array) -> pa.Array:
+    needs_quotes = pc.match_substring_regex(cells, _NEEDS_QUOTES)
+    if not pc.any(needs_quotes).as_py():
+        return cells
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(cells, '"', '""'), '"', "")
-    return pc.if_else(pc.match_substring_regex(cells, _NEEDS_QUOTES), quoted, cells)
+    return pc.if_else(needs_quotes, quoted, cells)
 
 
 def _target(output: str | Path, files: tuple) -> Path:

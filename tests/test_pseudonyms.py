@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import stat
 
@@ -27,6 +28,9 @@ def test_pseudonyms_are_keyed_deterministic_and_keep_missing_cells():
     assert len(first[0]) == 32 and int(first[0], 16) >= 0
     assert pseudonym(b"another key of 16+ bytes", "C1") != first[0]
     assert first[0] != hashlib.sha256(b"C1").hexdigest()[:32]
+    for key in (KEY, b"k" * 100):  # a key longer than SHA-256's block is hashed first (RFC 2104)
+        expected = hmac.new(key, "C1 ö".encode(), hashlib.sha256).hexdigest()[:32]
+        assert pseudonymize(pa.array(["C1 ö"]), key).to_pylist() == [expected] == [pseudonym(key, "C1 ö")]
 
 
 @pytest.mark.slow
