@@ -8,6 +8,7 @@ LocalCluster, a client connection), releasing them on success, error and Ctrl-C.
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import os
 import time
@@ -54,20 +55,21 @@ class Backend(abc.ABC):
 
 
 class PandasBackend(Backend):
-    """In-process pandas: the read tasks are read in turn and joined into one frame."""
+    """In-process pandas: the read tasks are read, validated and reduced one at a time
+    (each parsed on Arrow's threads), so memory holds one partition."""
 
     name = "pandas"
 
-    def load(self, plan: ReadPlan) -> pd.DataFrame:
-        from engine.frames import concat
+    def load(self, plan: ReadPlan) -> Any:
+        from engine.frames import PartitionStream
         from engine.readers import read_task
 
-        return concat([read_task(task) for task in plan.tasks])
+        return PartitionStream(plan.tasks, functools.partial(read_task, threads=True))
 
     def graph_adapter(self) -> Any:
-        from hamilton import base
+        from engine.hamilton_stream import PartitionStreamGraphAdapter
 
-        return base.SimplePythonGraphAdapter(base.DictResult())
+        return PartitionStreamGraphAdapter()
 
 
 class DaskBackend(Backend):

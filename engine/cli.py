@@ -77,6 +77,9 @@ def distributed_run_arguments(source: str, scheduler: str, output: str | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.allocator import release_freed_memory
+
+    release_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

@@ -1,14 +1,19 @@
 """The few operations whose spelling differs between pandas and Dask, in one place.
 
 Dataflow nodes are written against the DataFrame API that pandas and Dask share; where
-the two differ (applying a function per partition, bringing lazy results home) the node
-calls these helpers, which dispatch on the type of frame they are given. Nothing else in
-the dataflow knows which backend runs it.
+the two differ (applying a function per partition, reducing every partition, bringing
+lazy results home) the node calls these helpers, which dispatch on the type of frame they
+are given. Nothing else in the dataflow knows which backend runs it.
+
+A frame is one of three things: a pandas DataFrame (a small frame held whole), a
+PartitionStream (pandas mode: pandas partitions read and transformed one at a time when a
+reduction consumes them), or a Dask DataFrame (partitions computed by Dask's schedulers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -25,27 +30,102 @@ def map_partitions(function: Callable[..., Any], frame: Any, *args: Any) -> Any:
     The function must accept an empty frame: its result on the empty meta frame is the
     shape Dask expects of every partition.
     """
+    if isinstance(frame, PartitionStream):
+        return frame.map_partitions(function, *args)
     if not is_lazy(frame):
         return function(frame, *args)
     return frame.map_partitions(function, *args, meta=function(frame._meta, *args))
 
 
-def materialize(lazy: dict[str, Any]) -> dict[str, Any]:
-    """Every value computed, in ONE pass over the input when they are Dask collections.
+class PartitionStream:
+    """pandas mode's frame: read tasks and the per-partition steps to apply to each.
 
-    Dask merges the graphs of all the collections, so the input partitions they share
-    are read once and feed every reduction.
+    Nothing is read until a reduction iterates over it; then each partition is read,
+    transformed and reduced before the next is read, so memory holds one partition.
     """
-    if not any(is_lazy(value) for value in lazy.values()):
-        return dict(lazy)
-    import dask
 
-    (computed,) = dask.compute(lazy)
-    return computed
+    def __init__(self, sources: Sequence[Any], read: Callable[[Any], pd.DataFrame],
+                 steps: tuple[tuple[Callable[..., Any], tuple], ...] = ()) -> None:
+        self.sources, self.read, self.steps = list(sources), read, steps
+
+    def map_partitions(self, function: Callable[..., Any], *args: Any) -> PartitionStream:
+        return PartitionStream(self.sources, self.read, (*self.steps, (function, args)))
+
+    @property
+    def npartitions(self) -> int:
+        return len(self.sources)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for source in self.sources:
+            frame = self.read(source)
+            for function, args in self.steps:
+                frame = function(frame, *args)
+            yield frame
+
+    def compute(self) -> pd.DataFrame:
+        """Every partition joined into one frame (to inspect a node; runs never need it)."""
+        return concat(list(self))
+
+
+@dataclass(frozen=True)
+class PartitionReduction:
+    """How a frame reduces to a small result one partition at a time.
+
+    `summarize` turns a partition into `(summary, shard_1, ..., shard_n)`; `combine`
+    merges summaries (associative, any grouping); `merge_shard` turns shard i of every
+    partition into one result. Shards are for what cannot be reduced before all
+    partitions are seen (exact distinct counts): each merges independently of the others.
+    """
+
+    summarize: Callable[[pd.DataFrame], tuple]
+    combine: Callable[[list[Any]], Any]
+    merge_shard: Callable[[list[Any]], Any]
+    shards: int
+    #: summaries merged by one combine task
+    fan_in: int = 8
+
+
+def reduce_partitions(frame: Any, reduction: PartitionReduction) -> tuple[Any, list[Any]]:
+    """The combined summary of every partition of `frame` and the merged result of each shard.
+
+    For a Dask frame this builds one graph: a summarize task per partition (fused with
+    its read and validation), a tree of combine tasks, and one merge task per shard; and
+    computes it in one pass. A PartitionStream is reduced partition by partition.
+    """
+    if is_lazy(frame):
+        return _reduce_lazy(frame, reduction)
+    partitions = frame if isinstance(frame, PartitionStream) else [frame]
+    summaries: list[Any] = []
+    shards: list[list[Any]] = [[] for _ in range(reduction.shards)]
+    for partition in partitions:
+        summary, *parts = reduction.summarize(partition)
+        summaries.append(summary)
+        for shard, part in zip(shards, parts):
+            shard.append(part)
+        if len(summaries) == reduction.fan_in:
+            summaries = [reduction.combine(summaries)]
+    if not summaries:
+        raise ValueError("a frame of no partitions cannot be reduced")  # read plans have at least one task
+    return reduction.combine(summaries), [reduction.merge_shard(shard) for shard in shards]
+
+
+def _reduce_lazy(frame: Any, reduction: PartitionReduction) -> tuple[Any, list[Any]]:
+    import dask
+    from dask import delayed
+
+    outputs = [delayed(reduction.summarize, nout=reduction.shards + 1, pure=True)(part)
+               for part in frame.to_delayed()]
+    level = [output[0] for output in outputs]
+    while len(level) > 1:
+        level = [delayed(reduction.combine, pure=True)(level[i:i + reduction.fan_in])
+                 for i in range(0, len(level), reduction.fan_in)]
+    shards = [delayed(reduction.merge_shard, pure=True)([output[i + 1] for output in outputs])
+              for i in range(reduction.shards)]
+    return dask.compute(level[0], shards)
 
 
 def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Partitions read in pandas mode, joined into one frame with a fresh index."""
+    """Partitions joined into one frame with a fresh index."""
     if len(frames) == 1:
         return frames[0]
     return pd.concat(frames, ignore_index=True)

@@ -16,11 +16,13 @@ from engine.config import EngineConfig, parse_size
 from engine.sources import ReadPlan
 
 #: Partition size for Dask modes when `partition_size: auto`, before memory caps.
-DEFAULT_PARTITION_BYTES = 32 * 2**20
+DEFAULT_PARTITION_BYTES = 16 * 2**20
 MIN_PARTITION_BYTES = 4 * 2**20
 #: A partition expands roughly this much in memory while it is validated and reduced.
 PARTITION_EXPANSION = 8
-#: pandas mode holds the whole input; require this much headroom in available memory.
+#: pandas mode reads, validates and reduces one partition of this size at a time.
+PANDAS_PARTITION_BYTES = 8 * 2**20
+#: pandas mode keeps per-partition results of the whole input; require this much headroom.
 PANDAS_MEMORY_HEADROOM = 20
 
 
@@ -48,7 +50,7 @@ def choose_mode(config: EngineConfig, input_bytes: int) -> ModeChoice:
 def partition_bytes(config: EngineConfig, mode: str, input_bytes: int, memory_per_thread: int | None = None) -> int:
     """Bytes of input per partition (read task).
 
-    pandas mode reads each file whole. Dask modes aim for DEFAULT_PARTITION_BYTES, but
+    pandas mode streams PANDAS_PARTITION_BYTES at a time. Dask modes aim for DEFAULT_PARTITION_BYTES, but
     small enough that every core gets several partitions and that a partition, expanded
     in memory while it is processed, fits a quarter of the memory of the thread running
     it: a worker's memory limit in distributed mode, this machine's available memory
@@ -57,7 +59,7 @@ def partition_bytes(config: EngineConfig, mode: str, input_bytes: int, memory_pe
     if config.partition_size != "auto":
         return parse_size(config.partition_size)
     if mode == "pandas":
-        return max(input_bytes, 1)
+        return PANDAS_PARTITION_BYTES
     cores = os.cpu_count() or 1
     by_cores = input_bytes // (cores * 4) or MIN_PARTITION_BYTES
     if memory_per_thread is None:

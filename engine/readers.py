@@ -36,21 +36,23 @@ def empty_raw_frame() -> pd.DataFrame:
     return raw_frame(pa.table({}), 0)
 
 
-def read_task(task: ReadTask) -> pd.DataFrame:
-    """The rows of one read task as raw text columns."""
+def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
+    """The rows of one read task as raw text columns. A CSV task is parsed on Arrow's
+    threads when `threads` is true; by default only a whole file is (a byte range is one
+    of many partitions that run in parallel already)."""
     if task.file.format == "parquet":
         table = _read_parquet(task)
     else:
-        table = _read_csv(task)
+        table = _read_csv(task, threads)
     return raw_frame(table, task.file_index)
 
 
-def _read_csv(task: ReadTask) -> pa.Table:
+def _read_csv(task: ReadTask, threads: bool | None = None) -> pa.Table:
     data, first_line = _csv_bytes(task)
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
     if not data.strip():  # a block that begins inside the file's last line
         return pa.table({c: pa.array([], pa.string()) for c in columns})
-    read = _read_options(task)
+    read = _read_options(task, threads)
     parse = pacsv.ParseOptions(newlines_in_values=False)
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in columns},
@@ -67,9 +69,8 @@ def _read_csv(task: ReadTask) -> pa.Table:
 
 def _read_options(task: ReadTask, threads: bool | None = None) -> pacsv.ReadOptions:
     # Blocks after the first have no header line: the columns are named instead of the
-    # header being copied in front of the block. A whole file (pandas mode, a small
-    # file) is parsed on Arrow's threads; a byte range is one of many partitions already
-    # running in parallel; locating a bad line needs one thread (row numbers).
+    # header being copied in front of the block. Locating a bad line needs one thread
+    # (row numbers).
     return pacsv.ReadOptions(
         use_threads=task.length is None if threads is None else threads, block_size=8 << 20,
         column_names=list(task.file.columns), skip_rows=1 if task.offset == 0 else 0,

@@ -68,7 +68,7 @@ class DistinctValues:
     def hashes(self) -> np.ndarray:
         """A stable 64-bit hash of each row's cell as read (pandas' hash of the text; a
         fixed value for an empty cell)."""
-        distinct = pd.util.hash_array(self.values.to_numpy(zero_copy_only=False).astype(object))
+        distinct = pd.util.hash_array(self.values.to_numpy(zero_copy_only=False).astype(object), categorize=False)
         lookup = np.append(distinct, _EMPTY_CELL_HASH).astype(np.uint64)
         return lookup[pc.fill_null(self.indices, len(distinct)).to_numpy()]
 
