@@ -121,7 +121,7 @@ class ProgressConfig:
 
     #: auto: a live line when stdout is a terminal, log lines otherwise; log: log lines; off
     display: str = "auto"
-    #: seconds before the live line appears (shorter runs show none)
+    #: seconds before progress is first shown, live or logged (shorter runs show none)
     delay: float = 2.0
     #: seconds between progress log lines
     interval: float = 10.0

@@ -170,7 +170,8 @@ def dataflow_dot(variables: Iterable[Any] | None = None) -> str:
             module = str(variable.tags.get("module", "dataflow")).rsplit(".", 1)[-1]
             by_module.setdefault(module, []).append(variable)
     for variable in sorted((v for v in variables if v.is_external_input), key=lambda v: v.name):
-        lines.append(f"  {_quote(variable.name)} [label={_quote(_label(variable))}, shape=parallelogram, style=dashed];")
+        label = _quote(_label(variable))
+        lines.append(f"  {_quote(variable.name)} [label={label}, shape=parallelogram, style=dashed];")
     for module, members in by_module.items():
         lines.append(f"  subgraph {_quote('cluster_' + module)} {{")
         lines.append(f"    label={_quote(module)}; style=rounded; color=gray60;")
@@ -209,8 +210,9 @@ def write_dag(target: Path) -> tuple[list[Path], str | None]:
         return [dot_path], None
     dot = shutil.which("dot")
     if dot is None:
+        render = f"dot -T{RENDERED_FORMATS[suffix]} {dot_path} -o {target}"
         return [dot_path], (f"{target}: not rendered: Graphviz's `dot` is not installed (apt-get install graphviz); "
-                            f"render the DOT file elsewhere with: dot -T{RENDERED_FORMATS[suffix]} {dot_path} -o {target}")
+                            f"render the DOT file elsewhere with: {render}")
     rendered = subprocess.run([dot, f"-T{RENDERED_FORMATS[suffix]}"], input=dot_text.encode("utf-8"),
                               capture_output=True, timeout=120)
     if rendered.returncode != 0:

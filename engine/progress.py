@@ -5,8 +5,9 @@ that follows a run in every mode and shows it one of two ways:
 
 - on a terminal (stdout is a TTY), a live line redrawn in place once the run has taken
   `delay` seconds: `partitions 12/40 · tasks 310/930 · ~1,200,000 rows/s · ETA 0:14`;
-- otherwise, a plain `progress: ...` log line every `interval` seconds through logging
-  (console and log file); nothing is ever written to stdout then.
+- otherwise, a plain `progress: ...` log line after `delay` seconds, then every
+  `interval` seconds, and a last one with the final counts when the dataflow ends,
+  through logging (console and log file); nothing is ever written to stdout then.
 
 Where the numbers come from, per mode (nothing is counted per row):
 
@@ -180,29 +181,38 @@ class LiveLine:
 
 
 class _Reporter(threading.Thread):
-    """Shows the state: a live line (after `delay` s) or a log line every `interval` s."""
+    """Shows the state from `delay` seconds on: a live line redrawn four times a second,
+    or a log line every `interval` seconds; and, once stopped, the final state (the
+    last log line of the run, or a last frame before the live line is erased)."""
 
     def __init__(self, state: ProgressState, live: bool, delay: float, interval: float) -> None:
         super().__init__(name="engine-progress", daemon=True)
         self.state, self.delay, self.interval = state, delay, interval
         self.line = LiveLine() if live else None
+        self.shown = False
         self._stop_requested = threading.Event()
 
     def run(self) -> None:
-        if self._stop_requested.wait(self.delay if self.line else self.interval):
+        if self._stop_requested.wait(self.delay):
             return
         while True:
-            text = self.state.describe()
-            if self.line is not None:
-                self.line.show(text)
-            else:
-                log.info("progress: %s", text)
+            self._show()
             if self._stop_requested.wait(_REDRAW_SECONDS if self.line else self.interval):
                 return
+
+    def _show(self) -> None:
+        text = self.state.describe()
+        if self.line is not None:
+            self.line.show(text)
+        else:
+            log.info("progress: %s", text)
+        self.shown = True
 
     def stop(self) -> None:
         self._stop_requested.set()
         self.join()
+        if self.shown:
+            self._show()
         if self.line is not None:
             self.line.clear()
 
