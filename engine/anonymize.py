@@ -16,7 +16,8 @@ missing one (empty or whitespace) empty. Extra columns are left out: the engine 
 tell whether they hold personal data. A file without a `customer_id` column is copied
 with that column empty. OUTPUT ending in `.parquet` is one Parquet file with row groups
 of PARQUET_ROW_GROUP_ROWS rows; anything else is one CSV file. It appears atomically,
-readable by its owner and group only, and never next to a half-written one.
+with the engine's file mode (engine.permissions: 0640 by default), and never next to a
+half-written one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from engine.config import EngineConfig
 from engine.errors import ConfigurationError
 from engine.interrupts import interruptible, raise_if_interrupted
 from engine.modes import choose_mode, partition_bytes, plan_summary
+from engine.permissions import make_dirs, restrict
 from engine.pseudonyms import SecretKey, load_key, pseudonymize
 from engine.readers import read_task
 from engine.run import _translated_failures, make_backend
@@ -50,7 +52,6 @@ from engine.validation import RAW_COLUMNS
 
 log = logging.getLogger(__name__)
 
-OUTPUT_MODE = 0o640
 OUTPUT_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 CSV_HEADER = (",".join(RAW_COLUMNS) + "\n").encode()
 #: Rows per Parquet row group, whatever the partitioning (so the file's bytes do not depend on it).
@@ -179,7 +180,7 @@ def _threads(backend: DaskBackend) -> int:
 def _write_atomically(target: Path, blocks: Iterator[Block], parquet: bool) -> int:
     """Writes the blocks to a private temporary file beside `target`, then moves it into
     place; on any failure nothing is left behind. Returns the number of rows."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temporary = Path(name)
     try:
@@ -192,7 +193,7 @@ def _write_atomically(target: Path, blocks: Iterator[Block], parquet: bool) -> i
             copy.close()
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, OUTPUT_MODE)
+        restrict(temporary)
         raise_if_interrupted()
         os.replace(temporary, target)
         _fsync_directory(target.parent)
