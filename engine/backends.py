@@ -128,6 +128,8 @@ class DistributedBackend(DaskBackend):
         self.scheduler = settings.scheduler
         self.cluster: Any = None
         self.client: Any = None
+        #: told of every computation submitted, as observer(client, futures) (progress)
+        self.compute_observers: list[Any] = []
 
     def graph_adapter(self) -> Any:
         from engine.hamilton_dask import DaskFrameGraphAdapter
@@ -144,6 +146,14 @@ class DistributedBackend(DaskBackend):
             "dashboard": self.client.dashboard_link if self.client is not None else None,
             "tls": self.settings.tls,
         }
+
+    def worker_usage(self) -> dict[str, dict[str, float]]:
+        """Each worker's own CPU seconds, memory high-water mark, resident memory and bytes
+        read, keyed by worker address (`engine.metrics.process_usage`, run on every worker;
+        for a remote cluster the workers need the engine installed, as for any run)."""
+        from engine.metrics import process_usage
+
+        return self.client.run(process_usage) if self.client is not None else {}
 
     def memory_per_thread(self) -> int | None:
         """The smallest memory limit per worker thread in the cluster (None: no limits)."""
@@ -192,6 +202,8 @@ class DistributedBackend(DaskBackend):
 
         packed = self.client.get(graph, keys, sync=False, retries=self.settings.retries)
         futures = futures_of(packed)
+        for observe in self.compute_observers:
+            observe(self.client, futures)
         workerless_since = None
         while True:
             try:

@@ -2,7 +2,8 @@
 
 Exit status: 0 success; 2 usage or configuration error; 3 input error; 4 data-quality
 alert with fail_on_alert; 5 cluster error; 6 out of memory; 7 lineage events still
-undelivered after `engine lineage replay`; 1 unexpected error; 130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
+undelivered after `engine lineage replay`; 8 a backup archive is corrupt, truncated or unsafe;
+1 unexpected error; 130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from engine.errors import (INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError,
                            LineageDeliveryError)
+from engine.permissions import DEFAULT_MODES, apply_policy
 
 log = logging.getLogger("engine.cli")
 
@@ -41,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
+    run.add_argument("--log-file", metavar="FILE", help="the run's log file (default: OUTPUT/pipeline.log)")
+    run.add_argument("--progress", choices=("auto", "log", "off"),
+                     help="auto: a live line on a terminal, log lines otherwise (default)")
+    run.add_argument("--until", metavar="NODE", help="run up to this dataflow node, print its result, write nothing")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+
+    dag = commands.add_parser("dag", help="write the dataflow graph (DOT; SVG/PNG with Graphviz)")
+    dag.add_argument("--output", metavar="FILE", help="a .dot, .svg or .png file (default: DOT on stdout)")
 
     lineage = commands.add_parser("lineage", help="the OpenLineage events of runs")
     lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=_Parser)
@@ -63,7 +74,44 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("output", metavar="OUTPUT", help="CSV path (.gz / .zst to compress)")
     generate.add_argument("--rows", type=int, required=True)
     generate.add_argument("--seed", type=int, default=0)
+
+    _add_audit_parser(commands)
+    _add_backup_parser(commands)
     return parser
+
+
+def _add_audit_parser(commands) -> None:
+    audit = commands.add_parser("audit", help="print the audit log (every run, anonymize, backup, restore, prune)")
+    audit.add_argument("--operation", help="run, anonymize, backup (all backup operations) or backup.create, ...")
+    audit.add_argument("--user", help="OS user name")
+    audit.add_argument("--outcome", choices=("success", "failed", "interrupted"))
+    audit.add_argument("--run-id", metavar="ID", help="a run id or its beginning")
+    audit.add_argument("--since", metavar="WHEN", help="from this date (YYYY-MM-DD) or ISO time, UTC")
+    audit.add_argument("--until", metavar="WHEN", help="before this ISO time, or up to the end of this date, UTC")
+    audit.add_argument("--last", type=int, metavar="N", help="only the N most recent matching records")
+    audit.add_argument("--json", action="store_true", help="print the matching records as JSON lines")
+    audit.add_argument("--config", metavar="FILE", help="YAML configuration file (audit.path)")
+
+
+def _add_backup_parser(commands) -> None:
+    backup = commands.add_parser("backup", help="archives of the data and output folders")
+    actions = backup.add_subparsers(dest="backup_command", required=True, parser_class=_Parser)
+    create = actions.add_parser("create", help="archive the configured folders (backup.sources) now")
+    create.add_argument("sources", nargs="*", metavar="FOLDER", help="folders to archive instead of backup.sources")
+    actions.add_parser("list", help="the archives in the backup folder, oldest first")
+    verify = actions.add_parser("verify", help="check archives against their checksum and manifest")
+    verify.add_argument("archives", nargs="*", metavar="ARCHIVE", help="archive paths or names (default: all)")
+    verify.add_argument("--latest", action="store_true", help="only the newest archive")
+    restore = actions.add_parser("restore", help="restore an archive into a new or empty folder")
+    restore.add_argument("archive", metavar="ARCHIVE", help="an archive path or name in the backup folder")
+    restore.add_argument("--target", required=True, metavar="DIR", help="a new or empty folder")
+    prune = actions.add_parser("prune", help="delete the archives the retention rule does not keep")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    for key in ("daily", "weekly", "monthly"):
+        prune.add_argument(f"--keep-{key}", type=int, metavar="N", help=f"override backup.keep_{key}")
+    for action in actions.choices.values():
+        action.add_argument("--directory", metavar="DIR", help="the backup folder (default: backup.directory)")
+        action.add_argument("--config", metavar="FILE", help="YAML configuration file")
 
 
 def distributed_run_arguments(source: str, scheduler: str, output: str | None = None, config: str | None = None
@@ -82,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     release_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    apply_policy(DEFAULT_MODES)  # until a command applies the configured modes
     try:
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
@@ -101,9 +150,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNEXPECTED_EXIT_CODE
 
 
+def _apply_permissions(config) -> None:
+    """The configured file and folder modes (and their umask) for the rest of the process."""
+    from engine.permissions import apply_policy
+
+    apply_policy(config.permissions.modes())
+
+
 def _run(args: argparse.Namespace) -> int:
+    from openlineage.client.uuid import generate_new_uuid as new_run_id
+
+    from engine.audit import InputDigestHook, audited, describe_files, outputs_of_run
     from engine.config import load_config
-    from engine.logs import setup_logging
+    from engine.logs import bound_run_id, setup_logging
+    from engine.permissions import restrict
+    from engine.progress import RunProgress
     from engine.run import run_pipeline
 
     config = load_config(
@@ -114,13 +175,35 @@ def _run(args: argparse.Namespace) -> int:
             "mode": args.mode,
             "partition_size": args.partition_size,
             "log_level": "DEBUG" if args.debug else args.log_level,
+            "log_format": args.log_format,
+            "log_file": args.log_file,
+            "progress.display": args.progress,
             "cluster.scheduler": args.scheduler,
             "cluster.workers": args.workers,
         },
     )
-    setup_logging(config.log_level, Path(config.output) / "pipeline.log")
-    result = run_pipeline(config)
-    _print_summary(result)
+    _apply_permissions(config)
+    if args.until:
+        return _run_until(config, args.until)
+    run_id = str(new_run_id())
+    output_dir = Path(config.output).resolve()
+    log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
+    with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
+        entry.details.update(source=config.input, output=str(output_dir))
+        setup_logging(config.log_level, log_file, config.log_format)
+        if log_file.exists():
+            restrict(log_file)
+        progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
+        try:
+            result = run_pipeline(config, adapters=[InputDigestHook(entry), progress], run_id=run_id)
+        except BaseException:
+            entry.outputs = outputs_of_run(output_dir, run_id)
+            raise
+        finally:
+            progress.close()
+        entry.outputs = describe_files([f.path for f in result.files])
+        entry.details["mode"] = result.mode
+        _print_summary(result)
     return 0
 
 
@@ -137,6 +220,44 @@ def _print_summary(result) -> None:
         f"  outputs: {result.output_dir}",
     ]
     print("\n".join(lines))
+
+
+def _run_until(config, node: str) -> int:
+    """`engine run INPUT --until NODE`: NODE's result summarised on stdout; nothing is
+    published, and the log goes to the console only unless `log_file` is configured.
+    It reads the input (personal data), so the audit log records it (`run.until`)."""
+    from engine.audit import audited
+    from engine.debugging import run_until
+    from engine.logs import setup_logging
+    from engine.progress import RunProgress
+    from engine.sources import find_files
+
+    setup_logging(config.log_level, Path(config.log_file).resolve() if config.log_file else None, config.log_format)
+    with audited("run.until", config.audit) as entry:
+        entry.details.update(source=config.input, node=node)
+        if config.input:
+            entry.hash_inputs([f.path for f in find_files(config.input)])
+        progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
+        try:
+            summary = run_until(config, node, adapters=[progress])
+        finally:
+            progress.close()
+    print(summary)
+    return 0
+
+
+def _dag(args: argparse.Namespace) -> int:
+    from engine.debugging import dataflow_dot, write_dag
+
+    if not args.output:
+        sys.stdout.write(dataflow_dot())
+        return 0
+    written, note = write_dag(Path(args.output))
+    for path in written:
+        print(f"wrote {path}")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -164,6 +285,7 @@ def _lineage(args: argparse.Namespace) -> int:
     from engine.logs import setup_logging
 
     config = load_config(args.config)
+    _apply_permissions(config)
     setup_logging(config.log_level)
     client = configured_client()
     if client is None:
@@ -178,8 +300,10 @@ def _lineage(args: argparse.Namespace) -> int:
 
 def _anonymize(args: argparse.Namespace) -> int:
     from engine.anonymize import anonymize
+    from engine.audit import audited, describe_files
     from engine.config import load_config
     from engine.logs import setup_logging
+    from engine.sources import find_files
 
     config = load_config(args.config, overrides={
         "mode": args.mode,
@@ -188,8 +312,14 @@ def _anonymize(args: argparse.Namespace) -> int:
         "cluster.scheduler": args.scheduler,
         "cluster.workers": args.workers,
     })
+    _apply_permissions(config)
     setup_logging(config.log_level)
-    result = anonymize(args.input, args.output, config)
+    with audited("anonymize", config.audit) as entry:
+        entry.details.update(source=args.input, output=str(Path(args.output).resolve()))
+        entry.hash_inputs([f.path for f in find_files(args.input)])
+        result = anonymize(args.input, args.output, config)
+        entry.outputs = describe_files([result.path])
+        entry.details["mode"] = result.mode
     print(f"wrote {result.rows:,} rows with pseudonymised customer ids to {result.path} "
           f"({result.mode} mode, {result.partitions} partition(s))")
     for path in result.files_without_customer_id:
@@ -197,7 +327,45 @@ def _anonymize(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage, "anonymize": _anonymize}
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.audit import audit_path, read_records
+    from engine.audit_table import AuditFilter, parse_moment, render
+    from engine.config import load_config
+
+    config = load_config(args.config)
+    if args.last is not None and args.last < 1:
+        raise ConfigurationError(f"--last must be at least 1, got {args.last}")
+    selection = AuditFilter(
+        operation=args.operation, user=args.user, outcome=args.outcome, run_id=args.run_id,
+        since=parse_moment(args.since, "--since") if args.since else None,
+        until=parse_moment(args.until, "--until", end_of_day=True) if args.until else None,
+        last=args.last,
+    )
+    records = selection.apply(read_records(audit_path(config.audit.path)))
+    if args.json:
+        for record in records:
+            print(json.dumps(record))
+    else:
+        print(render(records))
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from engine.backup_commands import run_backup_command
+    from engine.config import load_config
+    from engine.logs import setup_logging
+
+    config = load_config(args.config, overrides={"backup.directory": args.directory,
+                                                 "log_level": "DEBUG" if args.debug else None})
+    _apply_permissions(config)
+    setup_logging(config.log_level)
+    return run_backup_command(args, config)
+
+
+_COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage, "anonymize": _anonymize,
+             "audit": _audit, "backup": _backup, "dag": _dag}
 
 
 if __name__ == "__main__":
