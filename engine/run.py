@@ -27,9 +27,10 @@ from engine.interrupts import InterruptCheckpoint, interruptible, raise_if_inter
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
-from engine.metrics import StepTimer
+from engine.metrics import RunMetrics, StepTimer, process_usage
 from engine.modes import choose_mode, partition_bytes, plan_summary
 from engine.outputs import PublishedFile, staged_outputs, write_json, write_outputs
+from engine.run_monitor import RunMonitor
 from engine.sources import ReadPlan, find_files, plan_reads
 
 log = logging.getLogger(__name__)
@@ -84,20 +85,26 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
     context = RunContext(run_id=run_id, namespace=config.lineage.namespace, job_name=config.lineage.job_name,
                          started_at=dt.datetime.now(dt.timezone.utc), source=config.input)
     recorder = _lineage_recorder(config, context, output_dir)
+    monitor = RunMonitor(config.metrics, output_dir, run_id, context.started_at)
     try:
         with interruptible():
-            return _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters])
+            result = _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters], monitor)
     except BaseException as error:
         if recorder is not None:
             recorder.fail(error)
+        monitor.failed(error, context.mode)
         raise
+    monitor.succeeded()
+    return result
 
 
-def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: list[Any]) -> RunResult:
+def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: list[Any],
+         monitor: RunMonitor) -> RunResult:
     from engine.dataflow import JSON_OUTPUTS, OUTPUTS, TABLE_OUTPUTS
 
     recorder = next((a for a in adapters if isinstance(a, LineageRecorder)), None)
     clock = time.perf_counter()
+    cpu_start = process_usage()["cpu_s"]
     files = find_files(config.input)
     context.files = files
     input_bytes = sum(f.text_bytes for f in files)
@@ -112,16 +119,22 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
         plan = plan_reads(config.input, files, chunk)
         log.info("input %s: %s", config.input, plan_summary(plan))
-        driver = build_driver(backend, [timer, InterruptCheckpoint(), *adapters])
+        step_metrics = RunMetrics(backend.worker_usage if isinstance(backend, DistributedBackend) else None)
+        driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters])
         results = driver.execute([*OUTPUTS, "input_profile"], inputs=_dataflow_inputs(config, plan, backend))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
-    report = _run_report(context.run_id, context.started_at, time.perf_counter() - clock, choice, backend_info, plan,
-                         chunk, metrics, timer)
+    duration = time.perf_counter() - clock
+    run_metrics = step_metrics.summary(
+        rows_in=metrics["raw_record_count"], rows_out=metrics["cleaned_record_count"], input_bytes=plan.total_bytes,
+        wall_s=duration, cpu_start_s=cpu_start, known_rows=_deferred_step_rows(metrics))
+    report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
+                         chunk, metrics, timer, run_metrics)
     with staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
         write_json(report, staged.path("run_report.json"))
+        monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
         raise_if_interrupted()
         published = staged.publish()
     context.input_profile = results["input_profile"]
@@ -163,7 +176,14 @@ def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> 
     }
 
 
-def _run_report(run_id, started_at, duration, choice, backend_info, plan, partition_size, metrics, timer) -> dict:
+def _deferred_step_rows(metrics: dict) -> dict[str, int]:
+    """Rows of the steps whose results are deferred frames, known once the run counted them."""
+    raw, kept = metrics["raw_record_count"], metrics["cleaned_record_count"]
+    return {"raw_sales_data": raw, "validated_sales": raw, "cleaned_sales_data": kept}
+
+
+def _run_report(run_id, started_at, duration, choice, backend_info, plan, partition_size, metrics, timer,
+                run_metrics) -> dict:
     return {
         "run_id": run_id,
         "engine_version": __version__,
@@ -187,6 +207,7 @@ def _run_report(run_id, started_at, duration, choice, backend_info, plan, partit
         },
         "step_seconds": timer.seconds,
         "alerts": len(metrics["alerts"]),
+        "metrics": run_metrics,
     }
 
 
