@@ -342,9 +342,12 @@ def _parse_manifest(data: bytes, fail) -> dict:
             str(source["name"])
         for entry in manifest["files"]:
             str(entry["path"]), int(entry["size"]), str(entry["sha256"])
-        list(manifest["folders"])
+        folders = set(manifest["folders"])
     except (KeyError, TypeError, ValueError) as error:
         raise fail(f"corrupt manifest (missing or malformed {error})") from None
+    for source in manifest["sources"]:
+        if source["name"] not in folders:
+            raise fail(f"corrupt manifest (source {source['name']!r} has no folder)")
     return manifest
 
 

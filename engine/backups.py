@@ -194,18 +194,26 @@ def _extract(archive: Path, staging: Path) -> None:
             destination = staging.joinpath(*member.name.split("/"))
             if staging.resolve() not in destination.resolve().parents:
                 raise BackupError(f"{archive}: unsafe member: {member.name!r} leads outside the target")
-            if content is None:
-                make_dirs(destination)
-                continue
-            make_dirs(destination.parent)
-            fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, modes.file)
-            with open(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), modes.file)
-                for chunk in content.chunks():
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.utime(destination, (member.mtime, member.mtime))
+            try:
+                if content is None:
+                    make_dirs(destination)
+                else:
+                    _write_member(destination, content, member.mtime, modes.file)
+            except OSError as error:
+                raise BackupError(f"{archive}: cannot restore {member.name!r} ({error.strerror})") from None
+
+
+def _write_member(destination: Path, content, mtime: float, mode: int) -> None:
+    """A new file (never through a link, never over an existing one) with the member's content."""
+    make_dirs(destination.parent)
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with open(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), mode)
+        for chunk in content.chunks():
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.utime(destination, (mtime, mtime))
 
 
 @dataclass

@@ -223,7 +223,7 @@ def _write_hostile_archive(path: Path, members: list[tuple[tarfile.TarInfo, byte
     folder.type = tarfile.DIRTYPE
     manifest = {"format": FORMAT, "created": "2024-01-01T00:00:00Z", "compression": "gzip",
                 "sources": [{"name": "output", "path": "/srv/output", "files": 0, "bytes": 0, "sha256": ""}],
-                "folders": ["output"],
+                "folders": ["output", *(m.name for m, _ in members if m.isdir() and listed)],
                 "files": [{"path": m.name, "size": len(c), "sha256": hashlib.sha256(c).hexdigest()}
                           for m, c in members if c is not None and listed]}
     data = json.dumps(manifest).encode()
@@ -270,6 +270,27 @@ def test_an_unsafe_member_is_refused_even_when_the_manifest_does_not_list_it(tmp
     with pytest.raises(BackupError, match="unsafe member"):
         restore_backup(archive, tmp_path / "target")
     assert not (tmp_path / "target").exists() and not outside.exists()
+
+
+def test_a_folder_under_a_file_is_refused_and_the_restore_cleaned_up(tmp_path):
+    clash = tarfile.TarInfo("output/report")
+    clash.type = tarfile.DIRTYPE
+    archive = tmp_path / "backup-20240101T000000Z.tar.gz"
+    _write_hostile_archive(archive, [(_file_member("output/report"), b"a file\n"), (clash, None)])
+    with pytest.raises(BackupError, match="appears twice"):
+        restore_backup(archive, tmp_path / "target")
+    under = tarfile.TarInfo("output/report/inside")
+    under.type = tarfile.DIRTYPE
+    _write_hostile_archive(archive, [(_file_member("output/report"), b"a file\n"), (under, None)], listed=True)
+    with pytest.raises(BackupError, match="cannot restore 'output/report/inside'"):
+        restore_backup(archive, tmp_path / "target")
+    assert not (tmp_path / "target").exists()
+
+
+def _file_member(name: str) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.size = len(b"a file\n")
+    return member
 
 
 def _reference_keep(moments: list[dt.datetime], daily: int, weekly: int, monthly: int) -> set[dt.datetime]:
