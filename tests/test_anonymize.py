@@ -157,7 +157,8 @@ def test_a_malformed_line_deep_in_the_input_leaves_nothing_behind(external_clust
     done = run_cli("anonymize", str(folder / "*.csv"), str(target), *where, "--partition-size", "16KiB", env=KEY_ONLY)
     assert done.returncode == INPUT_ERROR, done.stderr
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert error_lines == [f"error: {bad}: line 3002: expected 4 fields, found 5"], done.stderr
+    assert len(error_lines) == 1, done.stderr
+    assert error_lines[0].startswith(f"error: {bad}: line 3002: expected 4 fields, found 5"), done.stderr
     assert "Traceback" not in done.stderr
     assert list(target.parent.iterdir()) == []
     logs = "".join(p.read_text(errors="replace") for p in external_cluster.workdir.glob("*.log"))
