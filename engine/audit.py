@@ -178,37 +178,51 @@ class AuditEntry:
         }
 
 
-class InputDigestHook(GraphExecutionHook):
-    """Starts hashing a run's input files as soon as the dataflow starts, from the read
-    plan the run resolved, so the digests are of exactly the files the run read."""
+class RunAuditHook(GraphExecutionHook):
+    """What the audit log needs from inside a run, as a Hamilton lifecycle adapter: when
+    the dataflow starts, it starts hashing the files of the read plan the run resolved
+    (exactly the files the run reads) and notes the files already in the output folder,
+    so that a run that fails after publishing can still say what it published."""
 
-    def __init__(self, entry: AuditEntry) -> None:
+    def __init__(self, entry: AuditEntry, output_dir: Path) -> None:
         self.entry = entry
+        self.output_dir = output_dir
+        self._before: dict[str, int] | None = None
 
     def run_before_graph_execution(self, *, inputs: dict[str, Any], **future_kwargs: Any) -> None:
         plan = inputs.get("read_plan")
         if plan is not None and self.entry.input_digests is None:
             self.entry.hash_inputs([f.path for f in plan.files])
+        self._before = _top_level_files(self.output_dir)
 
     def run_after_graph_execution(self, **future_kwargs: Any) -> None:
         return None
 
-
-def outputs_of_run(output_dir: Path, run_id: str) -> list[dict]:
-    """The files a run that ended in an error published anyway (a data-quality alert
-    with fail_on_alert fails the run after publishing): none unless the run report in
-    `output_dir` is this run's."""
-    from engine.dataflow import JSON_OUTPUTS, TABLE_OUTPUTS
-
-    report = output_dir / "run_report.json"
-    try:
-        if json.loads(report.read_text(encoding="utf-8")).get("run_id") != run_id:
+    def published_despite_failure(self, run_id: str) -> list[dict]:
+        """The files a failed run published anyway (a data-quality alert with
+        fail_on_alert fails the run after publishing): none unless the run report in the
+        output folder is this run's; then every file the run created or replaced (new
+        inode: publication is by rename)."""
+        if self._before is None:
             return []
-    except (OSError, ValueError, AttributeError):
-        return []
-    names = [f"{n}.{suffix}" for n in TABLE_OUTPUTS for suffix in ("csv", "parquet")]
-    names += [f"{n}.json" for n in JSON_OUTPUTS] + [report.name]
-    return describe_files([output_dir / name for name in names])
+        try:
+            report = json.loads((self.output_dir / "run_report.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        if not isinstance(report, dict) or report.get("run_id") != run_id:
+            return []
+        now = _top_level_files(self.output_dir)
+        return describe_files([self.output_dir / name for name, inode in sorted(now.items())
+                               if self._before.get(name) != inode])
+
+
+def _top_level_files(folder: Path) -> dict[str, int]:
+    """Name → inode of the visible regular files directly in `folder`."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return {}
+    return {e.name: e.inode() for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)}
 
 
 @contextmanager

@@ -160,7 +160,7 @@ def _apply_permissions(config) -> None:
 def _run(args: argparse.Namespace) -> int:
     from openlineage.client.uuid import generate_new_uuid as new_run_id
 
-    from engine.audit import InputDigestHook, audited, describe_files, outputs_of_run
+    from engine.audit import RunAuditHook, audited, describe_files
     from engine.config import load_config
     from engine.logs import bound_run_id, setup_logging
     from engine.permissions import restrict
@@ -194,10 +194,11 @@ def _run(args: argparse.Namespace) -> int:
         if log_file.exists():
             restrict(log_file)
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
+        audit_hook = RunAuditHook(entry, output_dir)
         try:
-            result = run_pipeline(config, adapters=[InputDigestHook(entry), progress], run_id=run_id)
+            result = run_pipeline(config, adapters=[audit_hook, progress], run_id=run_id)
         except BaseException:
-            entry.outputs = outputs_of_run(output_dir, run_id)
+            entry.outputs = audit_hook.published_despite_failure(run_id)
             raise
         finally:
             progress.close()

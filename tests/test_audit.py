@@ -108,16 +108,20 @@ def test_a_run_failed_by_an_alert_records_the_outputs_it_published(tmp_path):
     data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", ""), ("2024-01-02", "P2", "x", "")])
     config = tmp_path / "c.yaml"
     config.write_text("alerts:\n  max_null_count: 0\n  fail_on_alert: true\n")
+    env = {"ENGINE__AUDIT__PATH": str(audit)}
     out = tmp_path / "out"
-    done = run_cli("run", str(data), "--output", str(out), "--config", str(config),
-                   env={"ENGINE__AUDIT__PATH": str(audit)})
+    passed = run_cli("run", str(data), "--output", str(out), env=env)
+    assert passed.returncode == 0, passed.stderr
+    done = run_cli("run", str(data), "--output", str(out), "--config", str(config), env=env)
     assert done.returncode == 4
-    [record] = _records(audit)
-    assert record["outcome"] == "failed" and record["exit_code"] == 4 and "high_null_count" in record["error"]
-    assert record["inputs"][0]["sha256"] == _sha256(data)
-    published = {Path(o["path"]).name: o["sha256"] for o in record["outputs"]}
-    assert published["data_quality_metrics.json"] == _sha256(out / "data_quality_metrics.json")
-    assert len(published) == 10
+    succeeded, failed = _records(audit)
+    assert failed["outcome"] == "failed" and failed["exit_code"] == 4 and "high_null_count" in failed["error"]
+    assert failed["inputs"][0]["sha256"] == _sha256(data)
+    published = {Path(o["path"]).name: o["sha256"] for o in failed["outputs"]}
+    assert published.keys() == {Path(o["path"]).name for o in succeeded["outputs"]}
+    assert {"data_quality_metrics.json", "daily_sales_summary.parquet", "run_report.json"} <= published.keys()
+    for name, sha in published.items():
+        assert sha == _sha256(out / name)
 
 
 def test_anonymize_is_recorded(tmp_path):
