@@ -70,7 +70,7 @@ def render(records: list[dict]) -> str:
     """The records as an aligned text table, oldest first."""
     rows = [COLUMNS] + [_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 

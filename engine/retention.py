@@ -49,15 +49,17 @@ def backups_to_keep(backups: Iterable[T], moment_of: Callable[[T], dt.datetime],
         return set()
     kept = {newest_first[0]}
     for period, count in ((_day, policy.daily), (_iso_week, policy.weekly), (_month, policy.monthly)):
-        kept |= _newest_per_period(newest_first, lambda backup: period(moment_of(backup)), count)
+        kept |= _newest_per_period(newest_first, moment_of, period, count)
     return kept
 
 
-def _newest_per_period(newest_first: list[T], period: Callable[[T], Hashable], count: int) -> set[T]:
+def _newest_per_period(newest_first: list[T], moment_of: Callable[[T], dt.datetime],
+                       period: Callable[[dt.datetime], Hashable], count: int) -> set[T]:
     """The newest backup of each of the `count` most recent periods that have one."""
     newest: dict[Hashable, T] = {}
     for backup in newest_first:
-        if len(newest) == count and period(backup) not in newest:
+        key = period(moment_of(backup))
+        if len(newest) == count and key not in newest:
             break
-        newest.setdefault(period(backup), backup)
+        newest.setdefault(key, backup)
     return set(newest.values())

@@ -50,6 +50,10 @@ def _tree(root: Path) -> dict[str, bytes | None]:
             for p in sorted(root.rglob("*")) if not p.is_symlink()}
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _only_archive(tmp_path: Path) -> Path:
     [backup] = list_backups(tmp_path / "backups")
     return backup.path
@@ -74,7 +78,7 @@ def test_create_list_verify_restore_round_trip(tmp_path):
         assert first.name == MANIFEST_NAME
         manifest = json.loads(opened.extractfile(first).read())
     listed = {f["path"]: f for f in manifest["files"]}
-    assert listed["data/nested/more.csv"]["sha256"] == hashlib.sha256((data / "nested/more.csv").read_bytes()).hexdigest()
+    assert listed["data/nested/more.csv"]["sha256"] == _sha256(data / "nested" / "more.csv")
     assert listed["output/lineage/events.jsonl"]["size"] == (output / "lineage/events.jsonl").stat().st_size
 
     listing = _backup(tmp_path, "list")
