@@ -23,6 +23,7 @@ from engine.generate import generate_sales
 from engine.pseudonyms import KEY_ENV, KEY_FILE_ENV, pseudonymize
 from engine.readers import read_task
 from engine.sources import find_files, plan_reads
+from engine.validation import RAW_COLUMNS
 
 KEY = "a-test-key-of-more-than-16-bytes"
 KEY_ONLY = {KEY_ENV: KEY, KEY_FILE_ENV: ""}
@@ -64,7 +65,7 @@ def _copy(source: str, target: Path, mode: str, **settings) -> Path:
 def _engine_rows(source: str | Path) -> pa.Table:
     """Every row of `source` as the engine reads it, in order."""
     plan = plan_reads(str(source), find_files(str(source)), 2**30)
-    return pa.concat_tables(pa.Table.from_pandas(read_task(t).drop(columns="source_file"), preserve_index=False)
+    return pa.concat_tables(pa.Table.from_pandas(read_task(t), columns=list(RAW_COLUMNS), preserve_index=False)
                             .replace_schema_metadata(None) for t in plan.tasks)
 
 
