@@ -164,7 +164,7 @@ def restore_backup(archive: Path, target: Path) -> RestoredBackup:
     target = target.absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigurationError(f"{target}: restore needs a new or empty folder; this one is not empty")
-    created_target = not target.exists()
+    created = _first_missing(target)  # removed again if the restore fails
     make_dirs(target)
     staging = target / f".restore-{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
@@ -176,12 +176,20 @@ def restore_backup(archive: Path, target: Path) -> RestoredBackup:
         _fsync_directory(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if created_target:
-            shutil.rmtree(target, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     folders = [{"path": str(target / s["name"]), "files": s["files"], "size": s["bytes"], "sha256": s["sha256"]}
                for s in manifest["sources"]]
     return RestoredBackup(target, manifest, folders)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None if it exists)."""
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
 
 
 def _extract(archive: Path, staging: Path) -> None:

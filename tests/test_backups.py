@@ -287,8 +287,8 @@ def test_a_folder_under_a_file_is_refused_and_the_restore_cleaned_up(tmp_path):
     under.type = tarfile.DIRTYPE
     _write_hostile_archive(archive, [(_file_member("output/report"), b"a file\n"), (under, None)], listed=True)
     with pytest.raises(BackupError, match="cannot restore 'output/report/inside'"):
-        restore_backup(archive, tmp_path / "target")
-    assert not (tmp_path / "target").exists()
+        restore_backup(archive, tmp_path / "new" / "target")
+    assert not (tmp_path / "new").exists()
 
 
 def _file_member(name: str) -> tarfile.TarInfo:
