@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
     run.add_argument("--workers", type=int, help="workers (dask threads, or LocalCluster processes)")
     run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
+    run.add_argument("--skip-malformed-lines", action="store_const", const="skip", dest="malformed_lines",
+                     help="leave out CSV lines with a wrong number of fields (listed in rejected_rows.parquet)")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
@@ -174,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
             "output": args.output,
             "mode": args.mode,
             "partition_size": args.partition_size,
+            "malformed_lines": getattr(args, "malformed_lines", None),
             "log_level": "DEBUG" if args.debug else args.log_level,
             "log_format": args.log_format,
             "log_file": args.log_file,

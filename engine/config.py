@@ -223,6 +223,9 @@ class EngineConfig:
     mode: str = "auto"
     partition_size: str = "auto"
     pandas_max_input: str = "64MiB"
+    #: fail: a CSV line with a wrong number of fields stops the run (exit 3); skip: it is
+    #: left out, counted as `malformed_line` and listed in rejected_rows.parquet
+    malformed_lines: str = "fail"
     id_dtype: str = "string"
     top_days: int = 5
     log_level: str = "INFO"
@@ -241,6 +244,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
+        _check_choice("malformed_lines", self.malformed_lines, ("fail", "skip"))
         _check_choice("log_level", self.log_level.upper(), LOG_LEVELS)
         _check_choice("log_format", self.log_format, LOG_FORMATS)
         _check_choice("id_dtype", self.id_dtype, ID_DTYPES)

@@ -34,7 +34,9 @@ def map_partitions(function: Callable[..., Any], frame: Any, *args: Any) -> Any:
         return frame.map_partitions(function, *args)
     if not is_lazy(frame):
         return function(frame, *args)
-    return frame.map_partitions(function, *args, meta=function(frame._meta, *args))
+    # enforce_metadata=False: Dask would otherwise replace an empty result by the meta
+    # frame, losing the partition's `attrs` (which task it is, its line count).
+    return frame.map_partitions(function, *args, meta=function(frame._meta, *args), enforce_metadata=False)
 
 
 class PartitionStream:
@@ -112,20 +114,19 @@ def reduce_partitions(frame: Any, reduction: PartitionReduction) -> tuple[Any, l
 def _reduce_lazy(frame: Any, reduction: PartitionReduction) -> tuple[Any, list[Any]]:
     import dask
     from dask import delayed
+    from dask.base import tokenize
 
-    outputs = [delayed(reduction.summarize, nout=reduction.shards + 1, pure=True)(part)
-               for part in frame.to_delayed()]
-    level = [output[0] for output in outputs]
+    parts = frame.to_delayed()
+    # Task names come from the data's names, never from the functions' arguments (which
+    # may hold a secret, such as the pseudonymisation key).
+    token = tokenize([part.key for part in parts])
+    outputs = [delayed(reduction.summarize, nout=reduction.shards + 1)(part, dask_key_name=f"summarize-{token}-{i}")
+               for i, part in enumerate(parts)]
+    level, depth = [output[0] for output in outputs], 0
     while len(level) > 1:
-        level = [delayed(reduction.combine, pure=True)(level[i:i + reduction.fan_in])
+        depth += 1
+        level = [delayed(reduction.combine)(level[i:i + reduction.fan_in], dask_key_name=f"combine-{token}-{depth}-{i}")
                  for i in range(0, len(level), reduction.fan_in)]
-    shards = [delayed(reduction.merge_shard, pure=True)([output[i + 1] for output in outputs])
+    shards = [delayed(reduction.merge_shard)([output[i + 1] for output in outputs], dask_key_name=f"merge-{token}-{i}")
               for i in range(reduction.shards)]
     return dask.compute(level[0], shards)
-
-
-def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Partitions joined into one frame with a fresh index."""
-    if len(frames) == 1:
-        return frames[0]
-    return pd.concat(frames, ignore_index=True)

@@ -7,6 +7,8 @@ empty cell is null and nothing else is (no `NA`/`NaN` guessing).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -19,21 +21,47 @@ from engine.validation import RAW_COLUMNS, STRING
 
 
 
-def raw_frame(table: pa.Table, file_index: int) -> pd.DataFrame:
+@dataclass
+class TaskRows:
+    """What one read task parsed: its rows, where each sits, and the lines it skipped.
+
+    Line positions are counted from the task's first line (the header of a file's first
+    block is position 0); the file line number of a position is known once the line
+    counts of the file's earlier tasks are (engine.quarantine). For Parquet, a position
+    is a row index and `lines` the task's row count.
+    """
+
+    table: pa.Table
+    #: per row, its line's position in the task
+    positions: np.ndarray
+    #: lines (newline characters) the task's bytes hold
+    lines: int
+    #: skipped malformed lines: (position, what is wrong with it)
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def raw_frame(rows: TaskRows, task: ReadTask) -> pd.DataFrame:
     """The raw frame every reader returns: the four columns as Arrow text (a column the
-    file lacks is null) and `source_file`, the index of the file in the read plan."""
+    file lacks is null), `source_file` (the index of the file in the read plan) and
+    `line_position` (the row's line within the task). The frame's `attrs` say which task
+    it is, how many lines it covered and which malformed lines it skipped."""
+    table = rows.table
     for name in RAW_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
     frame = table.select(list(RAW_COLUMNS)).to_pandas(types_mapper=pd.ArrowDtype)
     frame = frame.astype({name: STRING for name in RAW_COLUMNS})
-    frame["source_file"] = np.full(len(frame), file_index, dtype=np.int32)
+    frame["source_file"] = np.full(len(frame), task.file_index, dtype=np.int32)
+    frame["line_position"] = rows.positions.astype(np.int32, copy=False)
+    frame.attrs.update(task=task.index, file=task.file_index, lines=rows.lines, malformed=rows.malformed)
     return frame
 
 
 def empty_raw_frame() -> pd.DataFrame:
-    """A zero-row raw frame: the shape (meta) every partition has."""
-    return raw_frame(pa.table({}), 0)
+    """A zero-row raw frame: the shape (meta) every partition has; it is no task's."""
+    frame = raw_frame(TaskRows(pa.table({}), np.zeros(0, np.int32), 0), ReadTask(file=None))
+    frame.attrs.clear()
+    return frame
 
 
 def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
@@ -42,18 +70,19 @@ def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
     of many partitions that run in parallel already)."""
     if task.file.format == "parquet":
         table = _read_parquet(task)
+        rows = TaskRows(table, np.arange(table.num_rows, dtype=np.int32), table.num_rows)
     else:
-        table = _read_csv(task, threads)
-    return raw_frame(table, task.file_index)
+        rows = _read_csv(task, threads)
+    return raw_frame(rows, task)
 
 
-def _read_csv(task: ReadTask, threads: bool | None = None) -> pa.Table:
+def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
     data, first_line = _csv_bytes(task)
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    lines = data.count(b"\n")
     if not data.strip():  # a block that begins inside the file's last line
-        return pa.table({c: pa.array([], pa.string()) for c in columns})
-    read = _read_options(task, threads)
-    parse = pacsv.ParseOptions(newlines_in_values=False)
+        return TaskRows(pa.table({c: pa.array([], pa.string()) for c in columns}), np.zeros(0, np.int32), lines)
+    header = 1 if task.offset == 0 else 0
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in columns},
         include_columns=columns,
@@ -62,9 +91,61 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> pa.Table:
         quoted_strings_can_be_null=True,
     )
     try:
-        return pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse, convert_options=convert)
+        table = pacsv.read_csv(pa.BufferReader(data), read_options=_read_options(task, threads),
+                               parse_options=pacsv.ParseOptions(newlines_in_values=False), convert_options=convert)
     except pa.ArrowInvalid as error:
+        if not task.skip_malformed:
+            raise _located_error(task, data, first_line, error) from None
+        return _read_csv_skipping_malformed(task, data, first_line, convert, error)
+    if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
+        positions = _nonempty_lines(data)[header:]
+    else:
+        positions = np.arange(header, header + table.num_rows, dtype=np.int32)
+    return TaskRows(table, positions, lines)
+
+
+def _read_csv_skipping_malformed(task: ReadTask, data: bytes, first_line: int, convert: pacsv.ConvertOptions,
+                                 error: pa.ArrowInvalid) -> TaskRows:
+    """The task's rows without its malformed lines (a wrong number of fields), which are
+    listed instead. Parsed on one thread: Arrow numbers the rows it rejects only then."""
+    bad: list[pacsv.InvalidRow] = []
+
+    def skip(row: pacsv.InvalidRow) -> str:
+        bad.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data), read_options=_read_options(task, threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=skip),
+            convert_options=convert)
+    except pa.ArrowInvalid:  # not a wrong field count (e.g. an unclosed quote): not skippable
         raise _located_error(task, data, first_line, error) from None
+    nonempty = _nonempty_lines(data)
+    # Arrow numbers rows from 1 among the non-empty lines, the skipped header included.
+    malformed_index = np.array([row.number - 1 for row in bad], dtype=np.int64)
+    keep = np.ones(len(nonempty), dtype=bool)
+    keep[malformed_index] = False
+    keep[: 1 if task.offset == 0 else 0] = False
+    malformed = [(int(nonempty[row.number - 1]), _field_count_detail(row)) for row in bad]
+    return TaskRows(table, nonempty[keep], data.count(b"\n"), malformed)
+
+
+def _nonempty_lines(data: bytes) -> np.ndarray:
+    """Positions of the lines that hold something (Arrow skips empty lines)."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buffer == ord("\n"))
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(buffer))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    length = ends - starts
+    carriage_return_only = (length == 1) & (buffer[np.minimum(starts, len(buffer) - 1)] == ord("\r"))
+    return np.flatnonzero((length > 0) & ~carriage_return_only).astype(np.int32)
+
+
+def _field_count_detail(row: pacsv.InvalidRow) -> str:
+    detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+    return detail + " (unclosed quote)" if row.text.count('"') % 2 else detail
 
 
 def _read_options(task: ReadTask, threads: bool | None = None) -> pacsv.ReadOptions:
@@ -134,11 +215,8 @@ def _located_error(task: ReadTask, data: bytes, first_line: int, error: pa.Arrow
     row = bad.get("row")
     if row is None:
         return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(error)})")
-    line = first_line + row.number - 1
-    detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-    if row.text.count('"') % 2:
-        detail += " (unclosed quote)"
-    return InputDataError(f"{file.path}: line {line}: {detail}")
+    line = first_line + int(_nonempty_lines(data)[row.number - 1])  # Arrow counts only non-empty lines
+    return InputDataError(f"{file.path}: line {line}: {_field_count_detail(row)}")
 
 
 def _squash(error: BaseException) -> str:

@@ -29,6 +29,7 @@ from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
 from engine.metrics import RunMetrics, StepTimer, process_usage
 from engine.modes import choose_mode, partition_bytes, plan_summary
+from engine import quarantine
 from engine.outputs import PublishedFile, staged_outputs, write_json, write_outputs
 from engine.run_monitor import RunMonitor
 from engine.sources import ReadPlan, find_files, plan_reads
@@ -117,11 +118,12 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     backend = make_backend(choice.mode, config)
     with backend, _translated_failures():
         chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
-        plan = plan_reads(config.input, files, chunk)
+        plan = plan_reads(config.input, files, chunk, skip_malformed=config.malformed_lines == "skip")
         log.info("input %s: %s", config.input, plan_summary(plan))
         step_metrics = RunMetrics(backend.worker_usage if isinstance(backend, DistributedBackend) else None)
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters])
-        results = driver.execute([*OUTPUTS, "input_profile"], inputs=_dataflow_inputs(config, plan, backend))
+        results = driver.execute([*OUTPUTS, "input_profile", "rejected_rows"],
+                                 inputs=_dataflow_inputs(config, plan, backend))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
@@ -133,13 +135,14 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
                          chunk, metrics, timer, run_metrics)
     with staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
+        quarantine.write(results["rejected_rows"], staged.path(quarantine.FILE_NAME))
         write_json(report, staged.path("run_report.json"))
         monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
         raise_if_interrupted()
         published = staged.publish()
     context.input_profile = results["input_profile"]
     context.published = published
-    context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days")}
+    context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days", "rejected_rows")}
     context.metrics = {"duration_s": report["duration_s"], "rows": report["rows"],
                        "partitions": report["input"]["partitions"], "step_seconds": report["step_seconds"]}
     log.info(
@@ -173,6 +176,7 @@ def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> 
         "top_days": config.top_days,
         "id_dtype": config.id_dtype,
         "alert_thresholds": config.alerts.thresholds(),
+        "pseudonym_key": quarantine.configured_key(),
     }
 
 

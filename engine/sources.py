@@ -9,6 +9,7 @@ fails in milliseconds with a message that names the file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import io
 import os
@@ -61,6 +62,8 @@ class ReadTask:
     offset: int = 0
     length: int | None = None  # None: to the end of the file
     row_groups: tuple[int, ...] | None = None  # Parquet only; None: all
+    index: int = 0  # position of the task in the plan
+    skip_malformed: bool = False  # skip (and list) CSV lines with a wrong field count
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,12 @@ def find_files(source: str) -> tuple[SourceFile, ...]:
     return files
 
 
-def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int) -> ReadPlan:
+def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int,
+               skip_malformed: bool = False) -> ReadPlan:
     """Read tasks of about `partition_bytes` each that cover every file exactly once."""
-    tasks = tuple(task for index, f in enumerate(files) for task in _tasks_for(f, index, partition_bytes))
-    return ReadPlan(source=source, files=files, tasks=tasks)
+    tasks = (task for index, f in enumerate(files) for task in _tasks_for(f, index, partition_bytes))
+    numbered = tuple(dataclasses.replace(task, index=i, skip_malformed=skip_malformed) for i, task in enumerate(tasks))
+    return ReadPlan(source=source, files=files, tasks=numbered)
 
 
 def _expand(source: str) -> list[str]:

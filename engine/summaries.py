@@ -20,7 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.validation import KEPT, PROFILE_COMBINE, REJECT_REASONS, file_profile, kept_rows
+from engine import quarantine
+from engine.pseudonyms import SecretKey
+from engine.validation import ALL_REJECT_REASONS, KEPT, MALFORMED_LINE_CODE, PROFILE_COMBINE, file_profile, kept_rows
 
 #: Fingerprint ranges merged independently; enough to keep every core busy.
 SHARDS = 16
@@ -37,19 +39,36 @@ class SalesSummary:
     day_products: pa.Table
     #: rows per reject_reason code, KEPT first
     reasons: np.ndarray
-    #: per source file: rows, missing cells per column, amount and date ranges
+    #: per source file: raw records (skipped malformed lines included), missing cells per
+    #: column, amount and date ranges
     profiles: pd.DataFrame
+    #: the rejected rows, positions not yet resolved to line numbers (engine.quarantine)
+    rejects: pa.Table
+    #: lines per read task (by task index)
+    task_lines: dict[int, int]
 
 
-def summarize(validated: pd.DataFrame) -> tuple:
-    """A partition's summary followed by its distinct fingerprints, one array per shard."""
+def summarize(validated: pd.DataFrame, key: SecretKey | None = None) -> tuple:
+    """A partition's summary followed by its distinct fingerprints, one array per shard.
+
+    `key` pseudonymises the customer ids of rejected rows; without it they are left out.
+    """
     kept = kept_rows(validated)
     day = pc.cast(pa.array(kept["date"]), pa.int32())
     sales = pa.table({"day": day, "cents": pa.array(kept["amount_cents"].to_numpy())})
     days = _by_day(sales, [("cents", "sum"), ("cents", "count")])
     pairs = pa.table({"day": day, "product_id": pa.array(kept["product_id"])})
-    reasons = np.bincount(validated["reject_reason"].to_numpy(), minlength=len(REJECT_REASONS) + 1)
-    summary = SalesSummary(days, _distinct(pairs), reasons.astype(np.int64), file_profile(validated))
+    reasons = np.bincount(validated["reject_reason"].to_numpy(), minlength=len(ALL_REJECT_REASONS) + 1).astype(np.int64)
+    profile = file_profile(validated)
+    malformed = len(validated.attrs.get("malformed") or ())
+    if malformed:
+        reasons[MALFORMED_LINE_CODE] += malformed
+        extra = pd.DataFrame({"source_file": [validated.attrs["file"]], "rows": [malformed]})
+        profile = pd.concat([profile, extra], ignore_index=True).groupby("source_file", as_index=False).agg(
+            {**PROFILE_COMBINE, "rows": "sum"})
+    task_lines = {validated.attrs["task"]: validated.attrs["lines"]} if "task" in validated.attrs else {}
+    summary = SalesSummary(days, _distinct(pairs), reasons, profile, quarantine.partition_rejects(validated, key),
+                           task_lines)
     return (summary, *_shards(_sorted_distinct(validated["fingerprint"].to_numpy())))
 
 
@@ -65,6 +84,8 @@ def combine(summaries: list[SalesSummary]) -> SalesSummary:
         day_products=_distinct(pa.concat_tables([s.day_products for s in summaries])),
         reasons=np.sum([s.reasons for s in summaries], axis=0),
         profiles=profiles.groupby("source_file", as_index=False).agg(PROFILE_COMBINE),
+        rejects=pa.concat_tables([s.rejects for s in summaries]),
+        task_lines={task: lines for s in summaries for task, lines in s.task_lines.items()},
     )
 
 
@@ -86,8 +107,8 @@ def daily_table(summary: SalesSummary) -> pd.DataFrame:
 
 
 def rejected_by_reason(summary: SalesSummary) -> dict[str, int]:
-    """Rejected rows per reason, every reason present."""
-    return {reason: int(summary.reasons[code]) for code, reason in enumerate(REJECT_REASONS, start=KEPT + 1)}
+    """Rejected raw records per reason, every reason present."""
+    return {reason: int(summary.reasons[code]) for code, reason in enumerate(ALL_REJECT_REASONS, start=KEPT + 1)}
 
 
 def _by_day(table: pa.Table, aggregations: list[tuple[str, str]]) -> pa.Table:

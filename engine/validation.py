@@ -26,6 +26,11 @@ REJECT_REASONS = (
 )
 #: `reject_reason` code of a kept row; rejected rows carry 1 + the index in REJECT_REASONS.
 KEPT = 0
+#: A CSV line with the wrong number of fields, skipped when so configured (never a row).
+MALFORMED_LINE = "malformed_line"
+MALFORMED_LINE_CODE = len(REJECT_REASONS) + 1
+#: Every reason a raw record can be rejected for, in code order (code = index + 1).
+ALL_REJECT_REASONS = (*REJECT_REASONS, MALFORMED_LINE)
 
 _DATE_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _AMOUNT_SHAPE = r"^(?P<sign>[+-]?)(?P<units>[0-9]{0,12})(?:\.(?P<fraction>[0-9]*))?$"
@@ -122,8 +127,10 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
     Columns: `date` (date), `product_id` (text), `amount_cents` (int), `customer_id`
     (text as read: it is carried, never validated), `reject_reason` (int8: KEPT, or
     1 + index into REJECT_REASONS), `missing_cells` (int8, bit i set when RAW_COLUMNS[i]
-    is missing), `fingerprint` (uint64 of the four fields as read, for duplicates) and
-    `source_file` (the file's index in the read plan).
+    is missing), `fingerprint` (uint64 of the four fields as read, for duplicates),
+    `source_file` (the file's index in the read plan), `line_position` (the row's line in
+    its read task) and the cells as read (`date_text`, `product_id_text`, `amount_text`)
+    for the quarantine of rejected rows. The raw frame's `attrs` are kept.
     """
     columns = {name: DistinctValues(raw[name]) for name in RAW_COLUMNS}
     date, product, amount = columns["date"], columns["product_id"], columns["amount"]
@@ -143,7 +150,7 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
     fingerprint = np.zeros(len(raw), dtype=np.uint64)
     for column in columns.values():
         fingerprint = _mix(fingerprint, column.hashes())
-    return pd.DataFrame(
+    validated = pd.DataFrame(
         {
             "date": pd.array(date.rows(dates), dtype=DATE),
             "product_id": pd.array(product.rows(product.trimmed), dtype=STRING),
@@ -153,9 +160,17 @@ def validate_rows(raw: pd.DataFrame) -> pd.DataFrame:
             "missing_cells": sum(mask.astype(np.int8) << bit for bit, mask in enumerate(missing)).astype(np.int8),
             "fingerprint": fingerprint,
             "source_file": raw["source_file"].to_numpy(),
+            "line_position": raw["line_position"].to_numpy(),
+            **{f"{name}_text": raw[name].array for name in TEXT_KEPT_FOR_QUARANTINE},
         },
         index=raw.index,
     )
+    validated.attrs.update(raw.attrs)
+    return validated
+
+
+#: Raw cells carried with each validated row, so a rejected row can be quarantined as read.
+TEXT_KEPT_FOR_QUARANTINE = ("date", "product_id", "amount")
 
 
 ID_DTYPES = ("string", "category")
@@ -164,8 +179,7 @@ ID_DTYPES = ("string", "category")
 def kept_rows(validated: pd.DataFrame, id_dtype: str = "string") -> pd.DataFrame:
     """The rows that passed every rule, amounts as plain int64 cents, `product_id` as
     Arrow text or, with `id_dtype="category"`, as a pandas categorical."""
-    kept = validated[validated["reject_reason"] == KEPT].drop(
-        columns=["reject_reason", "missing_cells", "fingerprint", "source_file"])
+    kept = validated.loc[validated["reject_reason"] == KEPT, ["date", "product_id", "amount_cents", "customer_id"]]
     dtypes = {"amount_cents": "int64"}
     if id_dtype == "category":
         dtypes["product_id"] = "category"

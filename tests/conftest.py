@@ -23,6 +23,7 @@ PUBLISHED_FILES = (
     "enriched_daily_summary.csv", "enriched_daily_summary.parquet",
     "weekly_aggregation.csv", "weekly_aggregation.parquet",
     "data_quality_metrics.json", "trend_analysis.json", "top_performing_days.json",
+    "rejected_rows.parquet",
 )
 HEADER = ("date", "product_id", "amount", "customer_id")
 

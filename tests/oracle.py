@@ -84,7 +84,7 @@ WS = "' ' || chr(9)"
 CLASSIFY_SQL = f"""
 CREATE TABLE rows AS
 WITH trimmed AS (
-    SELECT trim(date, {WS}) AS d, trim(product_id, {WS}) AS p, trim(amount, {WS}) AS a
+    SELECT rowid AS n, trim(date, {WS}) AS d, trim(product_id, {WS}) AS p, trim(amount, {WS}) AS a
     FROM raw
 ),
 parsed AS (
@@ -104,7 +104,7 @@ with_cents AS (
         END AS cents
     FROM parsed
 )
-SELECT try_cast(d AS DATE) AS day, p, cents,
+SELECT n, try_cast(d AS DATE) AS day, p, cents,
     CASE
         WHEN coalesce(d, '') = '' THEN 'missing_date'
         WHEN NOT regexp_full_match(d, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')
@@ -153,6 +153,19 @@ def expected_outputs(
         "trend_analysis": _trend(days),
         "top_performing_days": _top_days(days, top_n),
     }
+
+
+def row_reasons(rows: list[tuple[str | None, str | None, str | None, str | None]]) -> list[str | None]:
+    """The reject reason of each (date, product_id, amount, customer_id) row, in order
+    (None: kept), by the same SQL rules."""
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE raw (date VARCHAR, product_id VARCHAR, amount VARCHAR, customer_id VARCHAR)")
+        con.executemany("INSERT INTO raw VALUES (?, ?, ?, ?)", rows)
+        con.execute(CLASSIFY_SQL)
+        return [reason for (reason,) in con.execute("SELECT reason FROM rows ORDER BY n").fetchall()]
+    finally:
+        con.close()
 
 
 # ------------------------------------------------------------------------ reading (DuckDB)
@@ -210,6 +223,7 @@ def _quality_metrics(con: duckdb.DuckDBPyConnection, max_loss: float, max_nulls:
         f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM raw GROUP BY {keys})"
     ).fetchone()
     by_reason = dict.fromkeys(REASONS, 0)
+    by_reason["malformed_line"] = 0  # the oracle reads only well-formed CSV
     by_reason.update(con.execute("SELECT reason, count(*) FROM rows GROUP BY reason").fetchall())
     kept = by_reason.pop(None, 0)
     raw, first, last = con.execute(

@@ -17,7 +17,7 @@ from openlineage_schemas import validate_event
 from test_modes import TRICKY_ROWS
 
 pytestmark = pytest.mark.usefixtures("isolated_openlineage_config")
-PUBLISHED = 9  # 3 tables x (csv, parquet) + 3 JSON documents
+PUBLISHED = 10  # 3 tables x (csv, parquet) + 3 JSON documents + the quarantine
 
 
 def _record(output):

@@ -7,18 +7,16 @@ whatever the mode; everything downstream works on the small results.
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
+import pyarrow as pa
 from hamilton.function_modifiers import extract_fields
 
-from engine import frames, summaries
+from engine import frames, quarantine, summaries
+from engine.pseudonyms import SecretKey
 from engine.sources import ReadPlan
-from engine.validation import RAW_COLUMNS
-
-
-SALES_REDUCTION = frames.PartitionReduction(
-    summarize=summaries.summarize, combine=summaries.combine, merge_shard=summaries.count_distinct,
-    shards=summaries.SHARDS,
-)
+from engine.validation import MALFORMED_LINE, RAW_COLUMNS
 
 
 @extract_fields(
@@ -29,21 +27,30 @@ SALES_REDUCTION = frames.PartitionReduction(
         "missing_cells_by_column": dict,
         "rejected_by_reason": dict,
         "distinct_raw_rows": int,
+        "rejected_rows": pa.Table,
     }
 )
-def sales_reductions(validated_sales: pd.DataFrame, read_plan: ReadPlan) -> dict:
+def sales_reductions(validated_sales: pd.DataFrame, read_plan: ReadPlan, pseudonym_key: SecretKey | None) -> dict:
     """The large-data reductions: per-day sales of the kept rows (exact integer cents,
-    distinct products), a profile of each input file (rows, missing cells, value ranges),
-    rejections per reason, and the number of distinct raw rows."""
-    summary, distinct_per_shard = frames.reduce_partitions(validated_sales, SALES_REDUCTION)
+    distinct products), a profile of each input file (records, missing cells, value
+    ranges), rejections per reason, the number of distinct raw records (a skipped
+    malformed line is never a duplicate), and the rejected rows themselves (the
+    quarantine, customer ids pseudonymised with `pseudonym_key` or left out)."""
+    reduction = frames.PartitionReduction(
+        summarize=functools.partial(summaries.summarize, key=pseudonym_key), combine=summaries.combine,
+        merge_shard=summaries.count_distinct, shards=summaries.SHARDS,
+    )
+    summary, distinct_per_shard = frames.reduce_partitions(validated_sales, reduction)
     profile = _input_profile(summary.profiles, read_plan)
+    rejected = summaries.rejected_by_reason(summary)
     return {
         "daily_sales": summaries.daily_table(summary),
         "input_profile": profile,
         "raw_record_count": int(profile["rows"].sum()),
         "missing_cells_by_column": {c: int(profile[f"missing_{c}"].sum()) for c in RAW_COLUMNS},
-        "rejected_by_reason": summaries.rejected_by_reason(summary),
-        "distinct_raw_rows": sum(distinct_per_shard),
+        "rejected_by_reason": rejected,
+        "distinct_raw_rows": sum(distinct_per_shard) + rejected[MALFORMED_LINE],
+        "rejected_rows": quarantine.resolve(summary.rejects, summary.task_lines, read_plan),
     }
 
 

@@ -9,6 +9,7 @@ description of itself, kept next to the column kinds in engine.outputs.
 
 from __future__ import annotations
 
+from engine import quarantine
 from engine.outputs import TABLE_COLUMNS
 
 #: Published types of table columns, by kind (as in the Parquet files).
@@ -67,6 +68,16 @@ _TOP = {
     "total_amount": SALES, "transaction_count": SALES, "day_of_week": DAY_NAME, "is_weekend": DAY_NAME,
 }
 
+_RULES = [("date", D, TRANSFORM), ("product_id", D, TRANSFORM), ("amount", D, TRANSFORM)]
+_QUARANTINE = {
+    "file": [(c, I, "FILTER") for c in ("date", "product_id", "amount")],
+    "line": [(c, I, "FILTER") for c in ("date", "product_id", "amount")],
+    "reason": _RULES,
+    "date": [("date", D, IDENT)], "product_id": [("product_id", D, IDENT)], "amount": [("amount", D, IDENT)],
+    "customer_id": [("customer_id", D, TRANSFORM)],
+    "detail": _RULES,
+}
+
 #: output -> (column -> [(input column, type, subtype)], dataset-wide dependencies)
 COLUMN_LINEAGE: dict[str, tuple[dict[str, list], list]] = {
     "daily_sales_summary": (_DAILY, CLEANING_FILTER + BY_DAY),
@@ -75,6 +86,7 @@ COLUMN_LINEAGE: dict[str, tuple[dict[str, list], list]] = {
     "data_quality_metrics": (_QUALITY, []),
     "trend_analysis": (_TREND, CLEANING_FILTER + BY_DAY),
     "top_performing_days": (_TOP, CLEANING_FILTER + [("amount", I, "SORT")]),
+    "rejected_rows": (_QUARANTINE, CLEANING_FILTER),
 }
 
 #: Published schema of the JSON outputs: top-level field -> JSON type.
@@ -99,4 +111,6 @@ def published_schema(output: str) -> list[tuple[str, str]]:
     """(column, type) of an output, in order."""
     if output in TABLE_COLUMNS:
         return [(column, KIND_TYPES[kind]) for column, kind in TABLE_COLUMNS[output]]
+    if output == "rejected_rows":
+        return [(column.name, str(column.type)) for column in quarantine.SCHEMA]
     return list(JSON_FIELDS[output].items())
