@@ -50,10 +50,25 @@ class AlertConfig:
 
     max_data_loss_rate: float = 10.0
     max_null_count: int = 100
+    #: percent of raw rows that repeat an earlier row (null: no check)
+    max_duplicate_rate: float | None = None
+    #: days without sales between the first and last sales day (null: no check; 0: any)
+    max_missing_days: int | None = None
+    #: percent a day's total may differ from its 7-day moving mean (null: no check)
+    max_daily_deviation: float | None = None
     fail_on_alert: bool = False
 
+    def __post_init__(self) -> None:
+        for key in ("max_data_loss_rate", "max_null_count", "max_duplicate_rate", "max_missing_days",
+                    "max_daily_deviation"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise ConfigurationError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+
     def thresholds(self) -> AlertThresholds:
-        return AlertThresholds(max_data_loss_rate=self.max_data_loss_rate, max_null_count=self.max_null_count)
+        return AlertThresholds(
+            max_data_loss_rate=self.max_data_loss_rate, max_null_count=self.max_null_count,
+            max_duplicate_rate=self.max_duplicate_rate, max_missing_days=self.max_missing_days,
+            max_daily_deviation=self.max_daily_deviation)
 
 
 TLS_MODES = ("off", "temporary", "files")

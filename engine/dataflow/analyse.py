@@ -15,7 +15,7 @@ from itertools import groupby
 import pandas as pd
 
 from engine import exact
-from engine.alerts import AlertThresholds, evaluate_alerts
+from engine.alerts import AlertThresholds, DayTotal, evaluate_alerts
 from engine.validation import RAW_COLUMNS
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -69,15 +69,21 @@ def daily_sales_summary(sales_days: list[SalesDay]) -> pd.DataFrame:
     )
 
 
+def moving_windows(sales_days: list[SalesDay]) -> list[list[SalesDay]]:
+    """For each sales day, the sales days in the 7 calendar days ending on it (itself included)."""
+    windows, start = [], 0
+    for index, day in enumerate(sales_days):
+        while sales_days[start].date <= day.date - dt.timedelta(days=MOVING_WINDOW_DAYS):
+            start += 1
+        windows.append(sales_days[start : index + 1])
+    return windows
+
+
 def enriched_daily_summary(daily_sales_summary: pd.DataFrame, sales_days: list[SalesDay]) -> pd.DataFrame:
     """The daily summary with 7-calendar-day moving means, day-over-day percent changes
     (against the previous sales day) and the day of the week."""
     total_ma7, avg_ma7, total_change, avg_change = [], [], [], []
-    window_start = 0
-    for index, day in enumerate(sales_days):
-        while sales_days[window_start].date <= day.date - dt.timedelta(days=MOVING_WINDOW_DAYS):
-            window_start += 1
-        window = sales_days[window_start : index + 1]
+    for index, (day, window) in enumerate(zip(sales_days, moving_windows(sales_days))):
         total_ma7.append(exact.money(exact.mean([d.total_cents for d in window])))
         avg_ma7.append(exact.money(exact.mean([d.mean_cents for d in window])))
         previous = sales_days[index - 1] if index else None
@@ -186,5 +192,7 @@ def data_quality_metrics(
             "max": sales_days[-1].date.isoformat() if sales_days else None,
         },
     }
-    metrics["alerts"] = evaluate_alerts(metrics, alert_thresholds)
+    day_totals = [DayTotal(day.date, day.total_cents, exact.mean([d.total_cents for d in window]))
+                  for day, window in zip(sales_days, moving_windows(sales_days))]
+    metrics["alerts"] = evaluate_alerts(metrics, alert_thresholds, day_totals)
     return metrics
