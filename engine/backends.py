@@ -8,7 +8,6 @@ LocalCluster, a client connection), releasing them on success, error and Ctrl-C.
 from __future__ import annotations
 
 import abc
-import functools
 import logging
 import os
 import time
@@ -60,11 +59,22 @@ class PandasBackend(Backend):
 
     name = "pandas"
 
+    def __init__(self) -> None:
+        #: told of every partition read, as observer(task) (progress)
+        self.partition_observers: list[Any] = []
+
     def load(self, plan: ReadPlan) -> Any:
         from engine.frames import PartitionStream
+
+        return PartitionStream(plan.tasks, self._read)
+
+    def _read(self, task: Any) -> pd.DataFrame:
         from engine.readers import read_task
 
-        return PartitionStream(plan.tasks, functools.partial(read_task, threads=True))
+        frame = read_task(task, threads=True)
+        for observe in self.partition_observers:
+            observe(task)
+        return frame
 
     def graph_adapter(self) -> Any:
         from engine.hamilton_stream import PartitionStreamGraphAdapter

@@ -11,8 +11,8 @@ that follows a run in every mode and shows it one of two ways:
 
 Where the numbers come from, per mode (nothing is counted per row):
 
-- pandas: the dataflow's steps (Hamilton nodes) done of those to run; the input is
-  processed whole per step, so no partitions or ETA are invented.
+- pandas: partitions read of those in the plan (the backend tells of each read; a
+  partition is read, validated and reduced before the next), and the dataflow's steps.
 - dask (threads): a dask callback counts finished tasks and finished read partitions
   (the root tasks whose keys carry the read prefix, one per read task of the plan).
 - distributed: Dask's own progress feed from the scheduler (distributed's
@@ -256,6 +256,19 @@ class _ThreadedDaskFeed:
         self.state.compute_finished = time.monotonic()
 
 
+class _PandasFeed:
+    """pandas mode: counts the partitions the backend has read (each is processed before
+    the next is read, so all but the last are done)."""
+
+    def __init__(self, state: ProgressState) -> None:
+        self.state = state
+
+    def __call__(self, task: Any) -> None:
+        if self.state.compute_started is None:
+            self.state.start_computing()
+        self.state.partitions_done = (self.state.partitions_done or 0) + 1
+
+
 class _DistributedFeed:
     """Dask's own progress feed from the scheduler for each computation submitted."""
 
@@ -317,19 +330,22 @@ class RunProgress(NodeExecutionHook, GraphExecutionHook):
 
     def run_before_graph_execution(self, *, inputs: dict[str, Any], execution_path: Any = (),
                                    **future_kwargs: Any) -> None:
-        from engine.backends import DaskBackend, DistributedBackend
+        from engine.backends import DaskBackend, DistributedBackend, PandasBackend
 
         plan: ReadPlan | None = inputs.get("read_plan")
         backend = inputs.get("backend")
         mode = getattr(backend, "name", "pandas")
         self.state = ProgressState(mode=mode, partitions_total=len(plan.tasks) if plan else 0,
-                                   expected_rows=expected_rows(plan) if plan and mode != "pandas" else None)
+                                   expected_rows=expected_rows(plan) if plan else None)
         self.state.steps_total = len(list(execution_path))
         if isinstance(backend, DistributedBackend):
             self._feed, self._backend = _DistributedFeed(self.state), backend
             backend.compute_observers.append(self._feed)
         elif isinstance(backend, DaskBackend):
             self._feed = _ThreadedDaskFeed(self.state).__enter__()
+        elif isinstance(backend, PandasBackend):
+            self._feed, self._backend = _PandasFeed(self.state), backend
+            backend.partition_observers.append(self._feed)
         if self.display != "off":
             live = self.display == "auto" and _stdout_is_terminal()
             self._reporter = _Reporter(self.state, live, self.delay, self.interval)
@@ -361,6 +377,8 @@ class RunProgress(NodeExecutionHook, GraphExecutionHook):
             self._feed.close()
             if self._feed in self._backend.compute_observers:
                 self._backend.compute_observers.remove(self._feed)
+        elif isinstance(self._feed, _PandasFeed) and self._feed in self._backend.partition_observers:
+            self._backend.partition_observers.remove(self._feed)
         self._feed = self._backend = None
 
 
