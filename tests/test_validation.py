@@ -16,6 +16,7 @@ def _raw(rows):
     frame = pd.DataFrame({name: pd.array(list(values), dtype=TEXT)
                           for name, values in zip(("date", "product_id", "amount", "customer_id"), columns)})
     frame["source_file"] = 0
+    frame["line_position"] = range(len(frame))
     return frame
 
 
@@ -84,6 +85,7 @@ def test_file_profile_counts_missing_cells_and_value_ranges_per_file():
 def test_empty_partition_keeps_its_shape():
     validated = validate_rows(_raw([]))
     assert list(validated.columns) == ["date", "product_id", "amount_cents", "customer_id", "reject_reason",
-                                       "missing_cells", "fingerprint", "source_file"]
+                                       "missing_cells", "fingerprint", "source_file", "line_position",
+                                       "date_text", "product_id_text", "amount_text"]
     assert list(kept_rows(validated).columns) == ["date", "product_id", "amount_cents", "customer_id"]
     assert len(file_profile(validated)) == 0
