@@ -109,6 +109,10 @@ class DaskBackend(Backend):
     def __enter__(self) -> DaskBackend:
         import dask
 
+        from engine.allocator import favour_speed
+
+        favour_speed()
+
         self._config = dask.config.set(scheduler="threads", num_workers=self.workers)
         self._config.__enter__()
         return self
@@ -175,8 +179,9 @@ class DistributedBackend(DaskBackend):
         import dask
         from distributed import Client
 
-        # Each exact-distinct reduction is a P2P shuffle; the scheduler logs every one at WARNING.
-        logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
+        from engine.allocator import favour_speed
+
+        favour_speed()  # before the LocalCluster's workers inherit the environment
         where = self.scheduler or "the embedded LocalCluster"
         try:
             security = self._security()

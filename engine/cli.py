@@ -127,9 +127,9 @@ def distributed_run_arguments(source: str, scheduler: str, output: str | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.allocator import release_freed_memory
+    from engine.allocator import return_freed_memory
 
-    release_freed_memory()
+    return_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     apply_policy(DEFAULT_MODES)  # until a command applies the configured modes
