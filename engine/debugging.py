@@ -5,7 +5,8 @@ one step (`engine run INPUT --until NODE`).
 as a run would, and returns NODE's value; it publishes nothing and records no lineage.
 `summarize` turns that value into what an operator looks at: the type, rows, columns
 and first rows of a frame, the value of a scalar or a dict. Customer ids are personal
-data: in the rows shown, every customer_id is masked (`***`; missing ones stay empty).
+data: in the rows shown, every customer_id and row fingerprint (an unkeyed hash of the
+row, customer id included) is masked (`***`; missing ones stay empty).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from engine.errors import ConfigurationError, EngineError
 
 HEAD_ROWS = 5
 LIST_ITEMS = 5
-MASKED_COLUMNS = ("customer_id",)
+#: Columns never shown: the customer id, and the row fingerprint (an unkeyed hash that includes it).
+MASKED_COLUMNS = ("customer_id", "fingerprint")
 RENDERED_FORMATS = {".svg": "svg", ".png": "png"}
 
 

@@ -116,11 +116,16 @@ def _reduce_lazy(frame: Any, reduction: PartitionReduction) -> tuple[Any, list[A
     from dask import delayed
     from dask.base import tokenize
 
-    parts = frame.to_delayed()
-    # Task names come from the data's names, never from the functions' arguments (which
-    # may hold a secret, such as the pseudonymisation key).
+    # Summarising is one more step of the per-partition pipeline, so Dask fuses it with the
+    # read and the validation into one task: a validated partition never outlives it (on a
+    # cluster it would otherwise wait in worker memory for its summary task). A partition's
+    # summary travels as a one-row frame of objects, one column per output.
+    width = reduction.shards + 1
+    meta = pd.DataFrame({str(i): pd.Series(dtype=object) for i in range(width)})
+    rows = frame.map_partitions(_summary_row, reduction.summarize, meta=meta, enforce_metadata=False)
+    parts = rows.to_delayed()
     token = tokenize([part.key for part in parts])
-    outputs = [delayed(reduction.summarize, nout=reduction.shards + 1)(part, dask_key_name=f"summarize-{token}-{i}")
+    outputs = [[delayed(_cell)(part, column, dask_key_name=f"summary-{token}-{i}-{column}") for column in range(width)]
                for i, part in enumerate(parts)]
     level, depth = [output[0] for output in outputs], 0
     while len(level) > 1:
@@ -130,3 +135,11 @@ def _reduce_lazy(frame: Any, reduction: PartitionReduction) -> tuple[Any, list[A
     shards = [delayed(reduction.merge_shard)([output[i + 1] for output in outputs], dask_key_name=f"merge-{token}-{i}")
               for i in range(reduction.shards)]
     return dask.compute(level[0], shards)
+
+
+def _summary_row(partition: pd.DataFrame, summarize: Callable[[pd.DataFrame], tuple]) -> pd.DataFrame:
+    return pd.DataFrame({str(i): [value] for i, value in enumerate(summarize(partition))})
+
+
+def _cell(row: pd.DataFrame, column: int) -> Any:
+    return row[str(column)].iloc[0]
