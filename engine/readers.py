@@ -77,7 +77,7 @@ def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
 
 
 def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
-    data, first_line = _csv_bytes(task)
+    data = _csv_bytes(task)
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
     lines = data.count(b"\n")
     if not data.strip():  # a block that begins inside the file's last line
@@ -95,8 +95,8 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
                                parse_options=pacsv.ParseOptions(newlines_in_values=False), convert_options=convert)
     except pa.ArrowInvalid as error:
         if not task.skip_malformed:
-            raise _located_error(task, data, first_line, error) from None
-        return _read_csv_skipping_malformed(task, data, first_line, convert, error)
+            raise _located_error(task, data, error) from None
+        return _read_csv_skipping_malformed(task, data, convert, error)
     if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
         positions = _nonempty_lines(data)[header:]
     else:
@@ -104,7 +104,7 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
     return TaskRows(table, positions, lines)
 
 
-def _read_csv_skipping_malformed(task: ReadTask, data: bytes, first_line: int, convert: pacsv.ConvertOptions,
+def _read_csv_skipping_malformed(task: ReadTask, data: bytes, convert: pacsv.ConvertOptions,
                                  error: pa.ArrowInvalid) -> TaskRows:
     """The task's rows without its malformed lines (a wrong number of fields), which are
     listed instead. Parsed on one thread: Arrow numbers the rows it rejects only then."""
@@ -120,7 +120,7 @@ def _read_csv_skipping_malformed(task: ReadTask, data: bytes, first_line: int, c
             parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=skip),
             convert_options=convert)
     except pa.ArrowInvalid:  # not a wrong field count (e.g. an unclosed quote): not skippable
-        raise _located_error(task, data, first_line, error) from None
+        raise _located_error(task, data, error) from None
     nonempty = _nonempty_lines(data)
     # Arrow numbers rows from 1 among the non-empty lines, the skipped header included.
     malformed_index = np.array([row.number - 1 for row in bad], dtype=np.int64)
@@ -158,20 +158,26 @@ def _read_options(task: ReadTask, threads: bool | None = None) -> pacsv.ReadOpti
     )
 
 
-def _csv_bytes(task: ReadTask) -> tuple[bytes, int]:
-    """The bytes to parse and the file line number of their first line (1: the header)."""
+def _csv_bytes(task: ReadTask) -> bytes:
+    """The bytes to parse."""
     file = task.file
     try:
         if file.compression is not None:
             with pa.input_stream(file.path, compression=file.compression) as stream:
-                return stream.read(), 1
+                return stream.read()
         with open(file.path, "rb") as handle:
-            block = read_block(handle, task.offset, task.length, delimiter=b"\n")
-            if task.offset == 0:
-                return block, 1
-            return block, _count_lines(handle, _block_start(handle, task.offset)) + 1
+            return read_block(handle, task.offset, task.length, delimiter=b"\n")
     except (OSError, pa.ArrowException) as error:
         raise InputDataError(f"{file.path}: cannot be read ({error})") from None
+
+
+def _first_line(task: ReadTask) -> int:
+    """The file line number of the task's first line (1: the header). It takes a scan of
+    the file up to the task, so it is worked out only for an error message."""
+    if task.offset == 0 or task.file.compression is not None:
+        return 1
+    with open(task.file.path, "rb") as handle:
+        return _count_lines(handle, _block_start(handle, task.offset)) + 1
 
 
 def _block_start(handle, offset: int) -> int:
@@ -194,7 +200,7 @@ def _count_lines(handle, end: int) -> int:
     return count
 
 
-def _located_error(task: ReadTask, data: bytes, first_line: int, error: pa.ArrowInvalid) -> InputDataError:
+def _located_error(task: ReadTask, data: bytes, error: pa.ArrowInvalid) -> InputDataError:
     """An input error naming the file and the line of the first row that does not parse."""
     file = task.file
     bad = {}
@@ -215,7 +221,7 @@ def _located_error(task: ReadTask, data: bytes, first_line: int, error: pa.Arrow
     row = bad.get("row")
     if row is None:
         return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(error)})")
-    line = first_line + int(_nonempty_lines(data)[row.number - 1])  # Arrow counts only non-empty lines
+    line = _first_line(task) + int(_nonempty_lines(data)[row.number - 1])  # Arrow counts only non-empty lines
     return InputDataError(f"{file.path}: line {line}: {_field_count_detail(row)}")
 
 
