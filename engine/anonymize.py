@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from engine.backends import Backend, DaskBackend
 from engine.config import EngineConfig
+from engine.durable import fsync_directory
 from engine.errors import ConfigurationError
 from engine.interrupts import interruptible, raise_if_interrupted
 from engine.modes import choose_mode, partition_bytes, plan_summary
@@ -196,7 +197,7 @@ def _write_atomically(target: Path, blocks: Iterator[Block], parquet: bool) -> i
         restrict(temporary)
         raise_if_interrupted()
         os.replace(temporary, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return rows
@@ -244,11 +245,3 @@ class _ParquetCopy:
         self.writer.write_table(table.slice(0, rows).combine_chunks(), row_group_size=rows)
         rest = table.slice(rows)
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

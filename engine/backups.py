@@ -27,6 +27,7 @@ from pathlib import Path
 from engine import __version__
 from engine.backup_archive import (COMPRESSION_SUFFIXES, checksum_path, collect_files, manifest_for,
                                    open_archive, verify, write_archive)
+from engine.durable import fsync_directory
 from engine.errors import BackupError, ConfigurationError, InputDataError
 from engine.permissions import create_file, make_dirs, policy, restrict
 from engine.retention import RetentionPolicy, backups_to_keep
@@ -109,7 +110,7 @@ def create_backup(directory: Path, sources: list[Path], compression: str,
             target = _free_name(directory, created, compression)
             _write_checksum(target, sha)  # first, so every listed archive has its checksum
             os.rename(temporary, target)
-            _fsync_directory(directory)
+            fsync_directory(directory)
     finally:
         temporary.unlink(missing_ok=True)
     return CreatedBackup(target, size, sha, manifest)
@@ -173,7 +174,7 @@ def restore_backup(archive: Path, target: Path) -> RestoredBackup:
         for source in manifest["sources"]:
             (staging / source["name"]).rename(target / source["name"])
         staging.rmdir()
-        _fsync_directory(target)
+        fsync_directory(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created is not None:
@@ -241,7 +242,7 @@ def prune_backups(directory: Path, retention: RetentionPolicy, dry_run: bool = F
                 checksum_path(backup.path).unlink(missing_ok=True)
                 backup.path.unlink(missing_ok=True)
             if deleted:
-                _fsync_directory(directory)
+                fsync_directory(directory)
     return PruneResult([b for b in backups if b in keep], deleted)
 
 
@@ -267,12 +268,3 @@ def _locked(directory: Path) -> Iterator[None]:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-

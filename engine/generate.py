@@ -50,6 +50,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.durable import fsync_directory
+
 __all__ = ["GeneratedSummary", "generate_sales", "DIRT_KINDS", "ODDITY_KINDS", "HEADER"]
 
 RAW_COLUMNS = ("date", "product_id", "amount", "customer_id")
@@ -634,19 +636,6 @@ def _compressed(raw: BinaryIO, compression: str | None) -> Iterator[BinaryIO]:
             yield sink
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def _atomic_file(target: Path) -> Iterator[BinaryIO]:
     """A new hidden file next to `target`, renamed over it only when the block succeeds;
@@ -663,7 +652,7 @@ def _atomic_file(target: Path) -> Iterator[BinaryIO]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def generate_sales(
