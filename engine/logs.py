@@ -142,9 +142,11 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     logger = logging.getLogger("engine")
     logger.setLevel(level.upper())
-    for handler in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
-        logger.removeHandler(handler)
-        handler.close()
+    root = logging.getLogger()
+    for owner in (logger, root):
+        for handler in [h for h in owner.handlers if getattr(h, _HANDLER_MARK, False)]:
+            owner.removeHandler(handler)
+            handler.close()
     console = ConsoleHandler()
     handlers: list[tuple[logging.Handler, bool]] = [(console, _colour_wanted(console.stream))]
     if log_file is not None:
@@ -156,7 +158,11 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
         handler.addFilter(_RunId())
         setattr(handler, _HANDLER_MARK, True)
         logger.addHandler(handler)
+        # Other libraries' warnings (and Python warnings) go through the same handlers, so
+        # they are masked and, with `json`, every line on stderr is a JSON object.
+        root.addHandler(handler)
     logger.propagate = False
+    logging.captureWarnings(True)
     # Hamilton logs every failing node with a banner; the engine reports the error itself.
     logging.getLogger("hamilton").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
 
