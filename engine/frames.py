@@ -64,10 +64,6 @@ class PartitionStream:
                 frame = function(frame, *args)
             yield frame
 
-    def compute(self) -> pd.DataFrame:
-        """Every partition joined into one frame (to inspect a node; runs never need it)."""
-        return concat(list(self))
-
 
 @dataclass(frozen=True)
 class PartitionReduction:
