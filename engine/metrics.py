@@ -226,7 +226,9 @@ def _deltas(before: Mapping[str, Usage], after: Mapping[str, Usage], key: str) -
 def _is_lazy(value: Any) -> bool:
     """A deferred frame (a Dask collection, pandas mode's partition stream): computing it
     is left to the step that reduces it."""
-    return callable(getattr(value, "compute", None))
+    from engine.frames import PartitionStream, is_lazy
+
+    return is_lazy(value) or isinstance(value, PartitionStream)
 
 
 def _row_count(value: Any) -> int | None:
