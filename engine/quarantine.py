@@ -74,11 +74,10 @@ def resolve(rejects: pa.Table, task_lines: dict[int, int], plan: ReadPlan) -> pa
     """The published quarantine: file paths, file line numbers and reason names, ordered
     by file and line."""
     first_line = np.zeros(len(plan.tasks), dtype=np.int64)
-    for file_index in range(len(plan.files)):
-        line = 1
-        for task in (t for t in plan.tasks if t.file_index == file_index):
-            first_line[task.index] = line
-            line += task_lines.get(task.index, 0)
+    next_line: dict[int, int] = {}  # per file, the line after its tasks so far (plan order)
+    for task in plan.tasks:
+        first_line[task.index] = next_line.get(task.file_index, 1)
+        next_line[task.file_index] = first_line[task.index] + task_lines.get(task.index, 0)
     tasks = rejects["task"].to_numpy()
     file_of_task = np.array([t.file_index for t in plan.tasks], dtype=np.int64)
     lines = first_line[tasks] + rejects["position"].to_numpy().astype(np.int64)

@@ -96,7 +96,7 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
     except pa.ArrowInvalid as error:
         if not task.skip_malformed:
             raise _located_error(task, data, error) from None
-        return _read_csv_skipping_malformed(task, data, convert, error)
+        return _read_csv_skipping_malformed(task, data, lines, header, convert, error)
     if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
         positions = _nonempty_lines(data)[header:]
     else:
@@ -104,8 +104,8 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
     return TaskRows(table, positions, lines)
 
 
-def _read_csv_skipping_malformed(task: ReadTask, data: bytes, convert: pacsv.ConvertOptions,
-                                 error: pa.ArrowInvalid) -> TaskRows:
+def _read_csv_skipping_malformed(task: ReadTask, data: bytes, lines: int, header: int,
+                                 convert: pacsv.ConvertOptions, error: pa.ArrowInvalid) -> TaskRows:
     """The task's rows without its malformed lines (a wrong number of fields), which are
     listed instead. Parsed on one thread: Arrow numbers the rows it rejects only then."""
     bad: list[pacsv.InvalidRow] = []
@@ -126,9 +126,9 @@ def _read_csv_skipping_malformed(task: ReadTask, data: bytes, convert: pacsv.Con
     malformed_index = np.array([row.number - 1 for row in bad], dtype=np.int64)
     keep = np.ones(len(nonempty), dtype=bool)
     keep[malformed_index] = False
-    keep[: 1 if task.offset == 0 else 0] = False
+    keep[:header] = False
     malformed = [(int(nonempty[row.number - 1]), _field_count_detail(row)) for row in bad]
-    return TaskRows(table, nonempty[keep], data.count(b"\n"), malformed)
+    return TaskRows(table, nonempty[keep], lines, malformed)
 
 
 def _nonempty_lines(data: bytes) -> np.ndarray:
