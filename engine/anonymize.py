@@ -48,7 +48,8 @@ from engine.permissions import make_dirs, restrict
 from engine.pseudonyms import SecretKey, load_key, pseudonymize
 from engine.readers import read_task
 from engine.run import _translated_failures, make_backend
-from engine.sources import ReadPlan, ReadTask, find_files, plan_reads
+from engine.sources import ReadPlan, ReadTask, SourceFile, find_files, plan_reads
+from engine.spool import input_spool
 from engine.validation import RAW_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,12 @@ def anonymize(source: str, output: str | Path, config: EngineConfig | None = Non
     key = SecretKey(load_key())
     files = find_files(source)
     target = _target(output, files)
+    with input_spool(config, target.parent, uuid.uuid4().hex) as spool:
+        return _anonymize(source, spool.decompress(files), target, key, config)
+
+
+def _anonymize(source: str, files: tuple[SourceFile, ...], target: Path, key: SecretKey,
+               config: EngineConfig) -> AnonymizeResult:
     parquet = target.suffix.lower() == ".parquet"
     input_bytes = sum(f.text_bytes for f in files)
     choice = choose_mode(config, input_bytes)

@@ -241,6 +241,10 @@ class EngineConfig:
     #: fail: a CSV line with a wrong number of fields stops the run (exit 3); skip: it is
     #: left out, counted as `malformed_line` and listed in rejected_rows.parquet
     malformed_lines: str = "fail"
+    #: a compressed CSV file that expands past this is an input error (exit 3)
+    max_decompressed_size: str = "100GiB"
+    #: where compressed inputs are decompressed for the run; none: beside the outputs
+    spool_dir: str | None = None
     id_dtype: str = "string"
     top_days: int = 5
     log_level: str = "INFO"
@@ -266,6 +270,7 @@ class EngineConfig:
         if self.partition_size != "auto":
             parse_size(self.partition_size, "partition_size")
         parse_size(self.pandas_max_input, "pandas_max_input")
+        parse_size(self.max_decompressed_size, "max_decompressed_size")
         if self.top_days < 1:
             raise ConfigurationError(f"top_days: must be at least 1, got {self.top_days}")
         if self.cluster.workers is not None and self.cluster.workers < 1:

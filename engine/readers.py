@@ -78,9 +78,15 @@ def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
 
 def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
     data = _csv_bytes(task)
+    return _parse_csv(task, data, threads, broken_lines(data))
+
+
+def _parse_csv(task: ReadTask, original: bytes, threads: bool | None, broken: dict[int, str]) -> TaskRows:
+    """The task's rows, parsed from `original` with its `broken` lines left out: listed as
+    malformed with `skip_malformed`, an error naming the first of them otherwise."""
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
-    lines = data.count(b"\n")
-    if not data.strip():  # a block that begins inside the file's last line
+    lines = original.count(b"\n")
+    if not original.strip():  # a block that begins inside the file's last line
         return TaskRows(pa.table({c: pa.array([], pa.string()) for c in columns}), np.zeros(0, np.int32), lines)
     header = 1 if task.offset == 0 else 0
     convert = pacsv.ConvertOptions(
@@ -90,24 +96,40 @@ def _read_csv(task: ReadTask, threads: bool | None = None) -> TaskRows:
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
     )
+    data = _blank_lines(task, original, broken, header) if broken else original
     try:
         table = pacsv.read_csv(pa.BufferReader(data), read_options=_read_options(task, threads),
                                parse_options=pacsv.ParseOptions(newlines_in_values=False), convert_options=convert)
     except pa.ArrowInvalid as error:
+        more = _more_open_quote_lines(original, broken) if b'"' in data else {}
+        if more:
+            return _parse_csv(task, original, threads, {**broken, **more})
         if not task.skip_malformed:
-            raise _located_error(task, data, error) from None
-        return _read_csv_skipping_malformed(task, data, lines, header, convert, error)
-    if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
-        positions = _nonempty_lines(data)[header:]
+            raise _located_error(task, data, error, broken) from None
+        rows = _read_csv_skipping_malformed(task, data, lines, header, convert, error, broken)
     else:
-        positions = np.arange(header, header + table.num_rows, dtype=np.int32)
-    return TaskRows(table, positions, lines)
+        if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
+            positions = _nonempty_lines(data)[header:]
+        else:
+            positions = np.arange(header, header + table.num_rows, dtype=np.int32)
+        rows = TaskRows(table, positions, lines, sorted(broken.items()))
+    if len(rows.positions) != rows.table.num_rows or (b'"' in data and _spans_lines(rows.table)):
+        # A quote opened mid-line (its line's quotes pair up) ran on into later lines.
+        more = _more_open_quote_lines(original, broken)
+        if not more:
+            raise InputDataError(f"{task.file.path}: cannot be parsed as CSV (its records do not match its lines)")
+        return _parse_csv(task, original, threads, {**broken, **more})
+    if broken and not task.skip_malformed:
+        raise _broken_line_error(task, broken)
+    return rows
 
 
 def _read_csv_skipping_malformed(task: ReadTask, data: bytes, lines: int, header: int,
-                                 convert: pacsv.ConvertOptions, error: pa.ArrowInvalid) -> TaskRows:
-    """The task's rows without its malformed lines (a wrong number of fields), which are
-    listed instead. Parsed on one thread: Arrow numbers the rows it rejects only then."""
+                                 convert: pacsv.ConvertOptions, error: pa.ArrowInvalid,
+                                 broken: dict[int, str]) -> TaskRows:
+    """The task's rows without its malformed lines (a wrong number of fields, besides the
+    `broken` lines already blanked out), which are listed instead. Parsed on one thread:
+    Arrow numbers the rows it rejects only then."""
     bad: list[pacsv.InvalidRow] = []
 
     def skip(row: pacsv.InvalidRow) -> str:
@@ -119,16 +141,117 @@ def _read_csv_skipping_malformed(task: ReadTask, data: bytes, lines: int, header
             pa.BufferReader(data), read_options=_read_options(task, threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=skip),
             convert_options=convert)
-    except pa.ArrowInvalid:  # not a wrong field count (e.g. an unclosed quote): not skippable
-        raise _located_error(task, data, error) from None
+    except pa.ArrowInvalid:  # not a wrong field count: not skippable
+        raise _located_error(task, data, error, broken) from None
     nonempty = _nonempty_lines(data)
     # Arrow numbers rows from 1 among the non-empty lines, the skipped header included.
     malformed_index = np.array([row.number - 1 for row in bad], dtype=np.int64)
     keep = np.ones(len(nonempty), dtype=bool)
     keep[malformed_index] = False
     keep[:header] = False
-    malformed = [(int(nonempty[row.number - 1]), _field_count_detail(row)) for row in bad]
-    return TaskRows(table, nonempty[keep], lines, malformed)
+    malformed = {**broken, **{int(nonempty[row.number - 1]): _field_count_detail(row) for row in bad}}
+    return TaskRows(table, nonempty[keep], lines, sorted(malformed.items()))
+
+
+#: What makes a line unreadable on its own, whatever its fields.
+UNCLOSED_QUOTE = "a quoted field is not closed on its line (a line break inside quotes, or a stray quote)"
+CARRIAGE_RETURN = "a carriage return inside the line"
+NUL_BYTE = "a NUL byte (binary data)"
+
+
+def broken_lines(data: bytes) -> dict[int, str]:
+    """Lines (positions in `data`) that cannot be read as one record on their own.
+
+    Every line is one record: a quoted field that spans lines would swallow the lines
+    after it (Arrow accepts one even with `newlines_in_values=False`) and would put
+    partition boundaries inside a record. So a line with an odd number of quotes (an
+    unclosed or stray quote), a bare carriage return (another line break), or a NUL byte
+    is broken. A line whose quotes pair up but leave a field open (`a,b"c,"d`) is found
+    after parsing, by `_open_quote_lines`. Data without quotes, carriage returns or NULs
+    (the common case) costs three byte searches.
+    """
+    has_quote, has_cr, has_nul = b'"' in data, b"\r" in data, b"\x00" in data
+    if not (has_quote or has_cr or has_nul):
+        return {}
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    broken: dict[int, str] = {}
+
+    def line_of(offsets: np.ndarray) -> np.ndarray:
+        return np.searchsorted(newlines, offsets)  # a line's index is the newlines before it
+
+    if has_nul:
+        broken.update(dict.fromkeys(line_of(np.flatnonzero(buffer == 0)).tolist(), NUL_BYTE))
+    if has_cr:
+        returns = np.flatnonzero(buffer == ord("\r"))
+        following = buffer[np.minimum(returns + 1, len(buffer) - 1)]
+        bare = returns[(returns + 1 == len(buffer)) | (following != ord("\n"))]
+        for line in line_of(bare).tolist():
+            broken.setdefault(line, CARRIAGE_RETURN)
+    if has_quote:
+        quote_lines = line_of(np.flatnonzero(buffer == ord('"')))
+        counts = np.bincount(quote_lines)
+        for line in np.flatnonzero(counts % 2).tolist():
+            broken.setdefault(line, UNCLOSED_QUOTE)
+    return broken
+
+
+def _more_open_quote_lines(data: bytes, broken: dict[int, str]) -> dict[int, str]:
+    """Lines not yet known as `broken` whose quotes pair up but leave a field open at the
+    line's end, by the exact rule of Arrow's parser (a quote opens a field only at the
+    field's start; `""` inside one is a quote). Needed only once a parse shows a record
+    that spans lines."""
+    found = {}
+    for position, line in enumerate(data.split(b"\n")):
+        if position not in broken and b'"' in line and _ends_inside_quotes(line.rstrip(b"\r")):
+            found[position] = UNCLOSED_QUOTE
+    return found
+
+
+def _ends_inside_quotes(line: bytes) -> bool:
+    quoted, field_start, index = False, True, 0
+    while index < len(line):
+        char = line[index]
+        if quoted:
+            if char == 0x22:
+                if index + 1 < len(line) and line[index + 1] == 0x22:
+                    index += 1
+                else:
+                    quoted = False
+        elif char == 0x2C:
+            field_start = True
+            index += 1
+            continue
+        elif char == 0x22 and field_start:
+            quoted = True
+        field_start = False
+        index += 1
+    return quoted
+
+
+def _spans_lines(table: pa.Table) -> bool:
+    """True if a parsed cell holds a line break: its record took more than one line."""
+    import pyarrow.compute as pc
+
+    return any(pc.any(pc.match_substring_regex(table[name], "[\r\n]")).as_py() for name in table.column_names
+               if table.num_rows)
+
+
+def _blank_lines(task: ReadTask, data: bytes, broken: dict[int, str], header: int) -> bytes:
+    """`data` with the content of the broken lines removed and their line breaks kept, so
+    every other line keeps its position. A broken header is an error in any case."""
+    if header and 0 in broken:
+        raise InputDataError(f"{task.file.path}: line 1 (the header): {broken[0]}")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    ends_at = np.append(newlines, len(buffer))  # a line ends at its newline (or the data's end)
+    lines = np.fromiter(sorted(broken), dtype=np.int64)
+    starts = np.where(lines > 0, ends_at[np.maximum(lines - 1, 0)] + 1, 0)
+    ends = ends_at[lines]
+    inside = np.zeros(len(buffer) + 1, dtype=np.int8)
+    inside[starts] += 1
+    inside[ends] -= 1
+    return buffer[np.cumsum(inside[:-1]) == 0].tobytes()
 
 
 def _nonempty_lines(data: bytes) -> np.ndarray:
@@ -162,10 +285,10 @@ def _csv_bytes(task: ReadTask) -> bytes:
     """The bytes to parse."""
     file = task.file
     try:
-        if file.compression is not None:
+        if not file.splittable:  # a compressed file read without a decompressed copy: whole
             with pa.input_stream(file.path, compression=file.compression) as stream:
                 return stream.read()
-        with open(file.path, "rb") as handle:
+        with open(file.readable_path, "rb") as handle:
             return read_block(handle, task.offset, task.length, delimiter=b"\n")
     except (OSError, pa.ArrowException) as error:
         raise InputDataError(f"{file.path}: cannot be read ({error})") from None
@@ -174,9 +297,9 @@ def _csv_bytes(task: ReadTask) -> bytes:
 def _first_line(task: ReadTask) -> int:
     """The file line number of the task's first line (1: the header). It takes a scan of
     the file up to the task, so it is worked out only for an error message."""
-    if task.offset == 0 or task.file.compression is not None:
+    if task.offset == 0 or not task.file.splittable:
         return 1
-    with open(task.file.path, "rb") as handle:
+    with open(task.file.readable_path, "rb") as handle:
         return _count_lines(handle, _block_start(handle, task.offset)) + 1
 
 
@@ -200,8 +323,10 @@ def _count_lines(handle, end: int) -> int:
     return count
 
 
-def _located_error(task: ReadTask, data: bytes, error: pa.ArrowInvalid) -> InputDataError:
-    """An input error naming the file and the line of the first row that does not parse."""
+def _located_error(task: ReadTask, data: bytes, error: pa.ArrowInvalid,
+                   broken: dict[int, str] | None = None) -> InputDataError:
+    """An input error naming the file and the first line that cannot be read: a line of
+    the wrong number of fields, or an earlier `broken` line (left out of `data`)."""
     file = task.file
     bad = {}
 
@@ -220,9 +345,18 @@ def _located_error(task: ReadTask, data: bytes, error: pa.ArrowInvalid) -> Input
         return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(again)})")
     row = bad.get("row")
     if row is None:
+        if broken:
+            return _broken_line_error(task, broken)
         return InputDataError(f"{file.path}: cannot be parsed as CSV ({_squash(error)})")
-    line = _first_line(task) + int(_nonempty_lines(data)[row.number - 1])  # Arrow counts only non-empty lines
-    return InputDataError(f"{file.path}: line {line}: {_field_count_detail(row)}")
+    position = int(_nonempty_lines(data)[row.number - 1])  # Arrow counts only non-empty lines
+    if broken and min(broken) < position:
+        return _broken_line_error(task, broken)
+    return InputDataError(f"{file.path}: line {_first_line(task) + position}: {_field_count_detail(row)}")
+
+
+def _broken_line_error(task: ReadTask, broken: dict[int, str]) -> InputDataError:
+    position = min(broken)
+    return InputDataError(f"{task.file.path}: line {_first_line(task) + position}: {broken[position]}")
 
 
 def _squash(error: BaseException) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine.errors import InputDataError
-from engine.validation import REQUIRED_COLUMNS
+from engine.validation import RAW_COLUMNS, REQUIRED_COLUMNS
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -38,6 +38,10 @@ class SourceFile:
     size: int
     columns: tuple[str, ...]
     types: tuple[str, ...] = ()  # column types as stored (empty: all text, as in CSV)
+    #: where the bytes are read from when not `path`: a compressed file's decompressed copy
+    read_path: str | None = None
+    #: size as text, when known (a decompressed copy's size)
+    text_size: int | None = None
 
     @property
     def column_types(self) -> dict[str, str]:
@@ -45,12 +49,25 @@ class SourceFile:
 
     @property
     def text_bytes(self) -> int:
-        """Rough size as CSV text: compressed and Parquet files expand about 4 times."""
+        """Size as CSV text: exact for plain and decompressed files; Parquet files (and a
+        compressed file not yet decompressed) expand about 4 times."""
+        if self.text_size is not None:
+            return self.text_size
         return self.size * (4 if self.compression or self.format == "parquet" else 1)
 
     @property
+    def readable_path(self) -> str:
+        """The file the bytes are read from (a decompressed copy, or the file itself)."""
+        return self.read_path or self.path
+
+    @property
+    def read_size(self) -> int:
+        """Bytes of `readable_path`."""
+        return self.text_size if self.read_path and self.text_size is not None else self.size
+
+    @property
     def splittable(self) -> bool:
-        return self.format == "csv" and self.compression is None
+        return self.format == "csv" and (self.compression is None or self.read_path is not None)
 
 
 @dataclass(frozen=True)
@@ -166,12 +183,13 @@ def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
     head = _read_head(path, compression)
     if not head.strip():
         raise InputDataError(f"{path}: file is empty")
-    if b"\x00" in head:
-        raise InputDataError(f"{path}: binary data, not a CSV text file")
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     header_end = head.find(b"\n")
     header = head if header_end < 0 else head[: header_end + 1]
+    if b"\x00" in header or head.count(b"\x00") * 100 > len(head):
+        # A NUL byte on some data line makes that line malformed (engine.readers).
+        raise InputDataError(f"{path}: binary data, not a CSV text file")
     try:
         header_text = header.decode("utf-8")
     except UnicodeDecodeError:
@@ -193,6 +211,10 @@ def _read_head(path: str, compression: str | None) -> bytes:
 
 
 def _require_columns(path: str, columns: tuple[str, ...]) -> None:
+    repeated = [c for c in RAW_COLUMNS if columns.count(c) > 1]
+    if repeated:
+        raise InputDataError(f"{path}: the header names column {repeated[0]!r} {columns.count(repeated[0])} times; "
+                             "which one holds the data is ambiguous")
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if not missing:
         return
@@ -219,11 +241,12 @@ def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadT
         if groups:
             tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
         return tasks
-    if not file.splittable or file.size <= partition_bytes:
+    size = file.read_size
+    if not file.splittable or size <= partition_bytes:
         return [ReadTask(file=file, file_index=index)]
     return [
-        ReadTask(file=file, file_index=index, offset=offset, length=min(partition_bytes, file.size - offset))
-        for offset in range(0, file.size, partition_bytes)
+        ReadTask(file=file, file_index=index, offset=offset, length=min(partition_bytes, size - offset))
+        for offset in range(0, size, partition_bytes)
     ]
 
 
