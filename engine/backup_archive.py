@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import lzma
+import math
 import os
 import stat
 import tarfile
@@ -84,21 +85,41 @@ class _HashingReader:
         return data
 
 
-def collect_files(sources: dict[str, Path], exclude: Path | None) -> tuple[list[str], list[SourceFile]]:
+def collect_files(sources: dict[str, Path], exclude: Path | None,
+                  published: dict[str, Path | None] | None = None) -> tuple[list[str], list[SourceFile]]:
     """Pass one: the folders and files under each source (member name → path), each file
     hashed. Symlinks, sockets and the like are skipped with a warning; so are staging
-    folders of runs in progress and `exclude` (the backup folder, if it is inside)."""
+    folders of runs in progress and `exclude` (the backup folder, if it is inside).
+
+    `published[top]`, when given, is the folder of the run published in the output
+    folder `top` (engine.outputs.pinned_published_run, resolved once): its files are
+    archived under their published names, in place of the links, and the publication
+    machinery (`.runs`, `.current`, `.previous`, `.lock`) is left out."""
+    from engine.outputs import CONTROL_NAMES, CURRENT_LINK
+    from engine.spool import PREFIX as SPOOL_PREFIX
+
     folders: list[str] = []
     files: list[SourceFile] = []
     for top, root in sources.items():
+        run_folder = (published or {}).get(top)
         for folder, subfolders, names in os.walk(root, followlinks=False):
             here = Path(folder)
             relative = here.relative_to(root).as_posix()
             folders.append(top if relative == "." else f"{top}/{relative}")
+            at_top = run_folder is not None and relative == "."
+            if at_top:
+                run_files = sorted(entry.name for entry in os.scandir(run_folder)
+                                   if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False))
+                for name in run_files:
+                    files.append(_source_file(f"{top}/{name}", run_folder / name))
+                names = [name for name in names if name not in CONTROL_NAMES and name not in run_files
+                         and not _is_published_link(here / name, CURRENT_LINK)]
             kept = []
             for sub in sorted(subfolders):
                 path = here / sub
-                if sub.startswith(".staging-") or (exclude is not None and path == exclude):
+                if sub.startswith((".staging-", SPOOL_PREFIX)) or (exclude is not None and path == exclude):
+                    continue
+                if at_top and sub in CONTROL_NAMES:
                     continue
                 if path.is_symlink():
                     log.warning("backup: %s is a symbolic link; not followed, not archived", path)
@@ -111,10 +132,21 @@ def collect_files(sources: dict[str, Path], exclude: Path | None) -> tuple[list[
                 if not stat.S_ISREG(status.st_mode):
                     log.warning("backup: %s is not a regular file; not archived", path)
                     continue
-                size, sha = file_sha256(path)
-                member = f"{folders[-1]}/{name}"
-                files.append(SourceFile(member, path, size, sha or "", status.st_dev, status.st_ino))
+                files.append(_source_file(f"{folders[-1]}/{name}", path))
     return folders, files
+
+
+def _source_file(member: str, path: Path) -> SourceFile:
+    status = path.lstat()
+    size, sha = file_sha256(path)
+    return SourceFile(member, path, size, sha or "", status.st_dev, status.st_ino)
+
+
+def _is_published_link(path: Path, current: str) -> bool:
+    try:
+        return os.readlink(path) == f"{current}/{path.name}"
+    except OSError:
+        return False
 
 
 def write_archive(raw: IO[bytes], compression: str, manifest: dict, folders: list[str],
@@ -171,14 +203,21 @@ def manifest_for(folders: list[str], files: list[SourceFile], sources: dict[str,
     }
 
 
+#: Modification times a restored file may get: the epoch up to the year 9999.
+_LATEST_MTIME = 253402300799
+
+
 def unsafe_reason(member: tarfile.TarInfo, tops: set[str]) -> str | None:
     """Why restoring this member could write outside the target, or be anything but a
-    plain file or folder; None when it is safe."""
+    plain file or folder with a representable modification time; None when it is safe."""
     if not (member.isreg() or member.isdir()):
         kind = ("a symbolic link" if member.issym() else "a hard link" if member.islnk() else
                 "a FIFO" if member.isfifo() else "a device file" if member.isdev() else
                 "not a plain file or folder")
         return f"{member.name!r} is {kind}"
+    mtime = member.mtime
+    if not isinstance(mtime, (int, float)) or not math.isfinite(mtime) or not 0 <= mtime <= _LATEST_MTIME:
+        return f"{member.name!r} has an impossible modification time ({mtime!r})"
     return unsafe_name(member.name, tops)
 
 
@@ -345,9 +384,20 @@ def _parse_manifest(data: bytes, fail) -> dict:
         folders = set(manifest["folders"])
     except (KeyError, TypeError, ValueError) as error:
         raise fail(f"corrupt manifest (missing or malformed {error})") from None
+    names: set[str] = set()
     for source in manifest["sources"]:
-        if source["name"] not in folders:
-            raise fail(f"corrupt manifest (source {source['name']!r} has no folder)")
+        name = source["name"]
+        if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise fail(f"unsafe manifest entry: source name {name!r} is not a plain folder name")
+        if name in names:
+            raise fail(f"corrupt manifest (source {name!r} is listed twice)")
+        names.add(name)
+        if name not in folders:
+            raise fail(f"corrupt manifest (source {name!r} has no folder)")
+    paths = [entry["path"] for entry in manifest["files"]]
+    if len(set(paths)) != len(paths):
+        twice = next(path for path in paths if paths.count(path) > 1)
+        raise fail(f"corrupt manifest (file {twice!r} is listed twice)")
     return manifest
 
 

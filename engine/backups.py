@@ -3,7 +3,9 @@
 - `create` writes `backup-<UTC time>.tar.gz` (or `.tar.xz`) into the backup folder with
   a manifest of every file's SHA-256 and a sidecar `<archive>.sha256`; the archive is
   written to a temporary file in the same folder, flushed to disk and then renamed, so
-  a listed backup is always complete.
+  a listed backup is always complete. Of an output folder it archives the published
+  run's files under their published names, read through one resolution of `.current`
+  (a run publishing meanwhile cannot mix the set), plus the files kept across runs.
 - `verify` checks the sidecar checksum, then every member against the manifest.
 - `restore` verifies the whole archive before writing anything, refuses unsafe members
   (links, devices, absolute or `..` paths), and restores into a new or empty folder.
@@ -20,7 +22,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from engine.backup_archive import (COMPRESSION_SUFFIXES, checksum_path, collect_
                                    open_archive, verify, write_archive)
 from engine.durable import fsync_directory
 from engine.errors import BackupError, ConfigurationError, InputDataError
+from engine.outputs import pinned_published_run
 from engine.permissions import create_file, make_dirs, policy, restrict
 from engine.retention import RetentionPolicy, backups_to_keep
 
@@ -95,7 +98,14 @@ def create_backup(directory: Path, sources: list[Path], compression: str,
     make_dirs(directory)
     directory = directory.resolve()
     created = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
-    folders, files = collect_files(named, exclude=directory)
+    with ExitStack() as pins:  # each output folder's published run, resolved once, kept while it is read
+        published = {top: pins.enter_context(pinned_published_run(root)) for top, root in named.items()}
+        return _create_backup(directory, named, compression, created, published)
+
+
+def _create_backup(directory: Path, named: dict[str, Path], compression: str, created: dt.datetime,
+                   published: dict[str, Path | None]) -> CreatedBackup:
+    folders, files = collect_files(named, exclude=directory, published=published)
     manifest = manifest_for(folders, files, named, created, compression, host=socket.gethostname(),
                             engine_version=__version__)
     modes = policy()
@@ -208,8 +218,9 @@ def _extract(archive: Path, staging: Path) -> None:
                     make_dirs(destination)
                 else:
                     _write_member(destination, content, member.mtime, modes.file)
-            except OSError as error:
-                raise BackupError(f"{archive}: cannot restore {member.name!r} ({error.strerror})") from None
+            except (OSError, OverflowError, ValueError) as error:
+                reason = error.strerror if isinstance(error, OSError) else str(error)
+                raise BackupError(f"{archive}: cannot restore {member.name!r} ({reason})") from None
 
 
 def _write_member(destination: Path, content, mtime: float, mode: int) -> None:

@@ -56,5 +56,11 @@ class BackupError(EngineError):
     exit_code = 8
 
 
+class OutputBusyError(EngineError):
+    """Another run is writing to the same output folder (it holds `<output>/.lock`)."""
+
+    exit_code = 9
+
+
 UNEXPECTED_EXIT_CODE = 1
 INTERRUPTED_EXIT_CODE = 130

@@ -30,9 +30,10 @@ from engine.lineage.recorder import LineageRecorder
 from engine.metrics import RunMetrics, StepTimer, process_usage
 from engine.modes import choose_mode, partition_bytes, plan_summary
 from engine import quarantine
-from engine.outputs import PublishedFile, staged_outputs, write_json, write_outputs
+from engine.outputs import PublishedFile, output_errors, output_lock, staged_outputs, write_json, write_outputs
 from engine.run_monitor import RunMonitor
 from engine.sources import ReadPlan, find_files, plan_reads
+from engine.spool import InputSpool, input_spool
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,19 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
         raise ConfigurationError("no input given (engine run INPUT, or `input:` in the configuration)")
     run_id = run_id or str(generate_new_uuid())
     output_dir = Path(config.output).resolve()
+    with output_lock(output_dir, run_id):  # the whole run: one run at a time per output folder
+        return _run_locked(config, adapters, run_id, output_dir)
+
+
+def _run_locked(config: EngineConfig, adapters: Sequence[Any], run_id: str, output_dir: Path) -> RunResult:
     context = RunContext(run_id=run_id, namespace=config.lineage.namespace, job_name=config.lineage.job_name,
                          started_at=dt.datetime.now(dt.timezone.utc), source=config.input)
     recorder = _lineage_recorder(config, context, output_dir)
     monitor = RunMonitor(config.metrics, output_dir, run_id, context.started_at)
     try:
-        with interruptible():
-            result = _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters], monitor)
+        with interruptible(), input_spool(config, output_dir, run_id) as spool:
+            result = _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters], monitor,
+                          spool)
     except BaseException as error:
         if recorder is not None:
             recorder.fail(error)
@@ -100,13 +107,13 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
 
 
 def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: list[Any],
-         monitor: RunMonitor) -> RunResult:
+         monitor: RunMonitor, spool: InputSpool) -> RunResult:
     from engine.dataflow import JSON_OUTPUTS, OUTPUTS, TABLE_OUTPUTS
 
     recorder = next((a for a in adapters if isinstance(a, LineageRecorder)), None)
     clock = time.perf_counter()
     cpu_start = process_usage()["cpu_s"]
-    files = find_files(config.input)
+    files = spool.decompress(find_files(config.input))
     context.files = files
     input_bytes = sum(f.text_bytes for f in files)
     choice = choose_mode(config, input_bytes)
@@ -133,7 +140,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         wall_s=duration, cpu_start_s=cpu_start, known_rows=_deferred_step_rows(metrics))
     report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
                          chunk, metrics, timer, run_metrics)
-    with staged_outputs(output_dir, context.run_id) as staged:
+    with output_errors(output_dir), staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
         quarantine.write(results["rejected_rows"], staged.path(quarantine.FILE_NAME))
         write_json(report, staged.path("run_report.json"))

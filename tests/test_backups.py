@@ -429,3 +429,81 @@ def test_systemd_and_cron_start_the_same_nightly_job():
     for variable in ("ENGINE=/opt/sales-engine/.venv/bin/engine", "CONFIG=/etc/sales-engine/backup.yaml"):
         assert f"Environment={variable}" in service and variable in cron
     assert os.access(NIGHTLY / "nightly-backup.sh", os.X_OK)
+
+
+# --- restore: malformed archives are backup errors (exit 8), never "unexpected error" ---
+
+def _forged_archive(path: Path, manifest_sources: list[str], members: list[tuple[tarfile.TarInfo, bytes | None]]
+                    ) -> None:
+    """An archive in the engine's format, manifest and checksum consistent with `members`,
+    whose manifest names the sources `manifest_sources` (possibly the same one twice)."""
+    files = [{"path": m.name, "size": len(c), "sha256": hashlib.sha256(c).hexdigest()}
+             for m, c in members if c is not None]
+    manifest = {"format": FORMAT, "created": "2024-01-01T00:00:00Z", "compression": "gzip",
+                "sources": [{"name": name, "path": f"/srv/{name}", "files": len(files), "bytes": 0, "sha256": ""}
+                            for name in manifest_sources],
+                "folders": sorted(set(manifest_sources)), "files": files}
+    data = json.dumps(manifest).encode()
+    head = tarfile.TarInfo(MANIFEST_NAME)
+    head.size = len(data)
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(head, io.BytesIO(data))
+        for name in sorted(set(manifest_sources)):
+            folder = tarfile.TarInfo(name)
+            folder.type = tarfile.DIRTYPE
+            archive.addfile(folder)
+        for member, content in members:
+            archive.addfile(member, io.BytesIO(content) if content is not None else None)
+    _rewrite_checksum(path)
+
+
+def _pax_file(name: str, content: bytes, **pax: str) -> tuple[tarfile.TarInfo, bytes]:
+    member = tarfile.TarInfo(name)
+    member.size = len(content)
+    member.pax_headers = dict(pax)
+    return member, content
+
+
+@pytest.mark.parametrize("case", ["source named twice", "pax mtime 1e300", "pax mtime nan", "pax mtime negative"])
+def test_a_malformed_archive_is_a_backup_error_and_restores_nothing(tmp_path, case):
+    archive = tmp_path / "backups" / "backup-20240101T000000Z.tar.gz"
+    archive.parent.mkdir()
+    if case == "source named twice":
+        _forged_archive(archive, ["output", "output"], [_pax_file("output/a.csv", b"a\n")])
+    else:
+        mtime = {"pax mtime 1e300": "1e300", "pax mtime nan": "nan", "pax mtime negative": "-1e300"}[case]
+        _forged_archive(archive, ["output"], [_pax_file("output/a.csv", b"a\n", mtime=mtime)])
+    target = tmp_path / "restore" / "target"
+    before = _tree(tmp_path)
+
+    done = _backup(tmp_path, "restore", archive.name, "--target", str(target))
+    assert done.returncode == 8, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {archive}: ") and "unexpected" not in line
+    assert _tree(tmp_path) == before and not (tmp_path / "restore").exists()
+    verified = _backup(tmp_path, "verify", archive.name)
+    assert verified.returncode == 8, verified.stdout + verified.stderr
+
+
+def test_a_backup_of_an_output_folder_holds_the_published_files_and_restores_into_a_usable_folder(tmp_path):
+    from conftest import PUBLISHED_FILES, published_bytes, run_engine
+
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1"), ("2024-01-02", "P2", "2.00", "")])
+    output = tmp_path / "output"
+    run_engine(data, output)
+    run_engine(data, output)
+    expected = published_bytes(output)
+    done = _backup(tmp_path, "create", str(output))
+    assert done.returncode == 0, done.stderr
+    archive = _only_archive(tmp_path)
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {f"output/{name}" for name in PUBLISHED_FILES} <= names
+    assert not [n for n in names if n.split("/")[1:2] in ([".runs"], [".current"], [".previous"], [".lock"])]
+    restored = tmp_path / "restored"
+    done = _backup(tmp_path, "restore", archive.name, "--target", str(restored))
+    assert done.returncode == 0, done.stderr
+    assert published_bytes(restored / "output") == expected
+    run_engine(data, restored / "output")  # the restored (plain) files are taken over by the next run
+    assert published_bytes(restored / "output") == expected
+    assert (restored / "output" / "report.html").is_symlink()

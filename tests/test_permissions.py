@@ -23,8 +23,9 @@ def _engine_with_open_umask(*args: str, cwd: Path, env: dict | None = None) -> s
 
 
 def _modes(root: Path) -> dict[str, int]:
-    """The permission bits of `root` and of everything below it."""
-    return {str(p.relative_to(root.parent)): stat.S_IMODE(p.lstat().st_mode) for p in [root, *root.rglob("*")]}
+    """The permission bits of `root` and of everything below it (links have none of their own)."""
+    return {str(p.relative_to(root.parent)): stat.S_IMODE(p.lstat().st_mode) for p in [root, *root.rglob("*")]
+            if not p.is_symlink()}
 
 
 def _assert_modes(root: Path, file_mode: int, dir_mode: int) -> None:
