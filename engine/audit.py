@@ -15,13 +15,11 @@ machine never interleave or lose lines.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
 import pwd
 import socket
-import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from hamilton.lifecycle import GraphExecutionHook
 
 from engine.digests import BackgroundDigests, file_sha256, file_size
-from engine.errors import INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError, InputDataError
-from engine.permissions import PRIVATE_FILE_MODE, make_dirs
+from engine.errors import UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError, InputDataError
+from engine.interrupts import exit_code_of_interrupt
+from engine.permissions import PRIVATE_FILE_MODE, append_line, make_dirs, open_for_append
 
 if TYPE_CHECKING:
     from engine.config import AuditConfig
@@ -66,12 +65,8 @@ class AuditLog:
         """Open (and if needed create, 0600) the log; ConfigurationError if it cannot be."""
         try:
             make_dirs(self.path.parent, PRIVATE_DIR_MODE)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
-            status = os.fstat(self._fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise ConfigurationError(f"{self.path}: the audit log is not a regular file")
-            if stat.S_IMODE(status.st_mode) & 0o077:
-                os.fchmod(self._fd, PRIVATE_FILE_MODE)
+            # no link followed, a regular file only, 0600 set on the descriptor
+            self._fd = open_for_append(self.path, PRIVATE_FILE_MODE, what="the audit log")
         except OSError as error:
             self.close()
             raise ConfigurationError(f"{self.path}: cannot open the audit log ({error.strerror}); "
@@ -83,15 +78,8 @@ class AuditLog:
 
     def append(self, record: dict) -> None:
         """Append one record as one line: locked, one write, flushed to disk."""
-        data = memoryview((json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8"))
         assert self._fd is not None, "AuditLog.append before open"
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            while data:  # one write() unless a signal or a full disk cuts it short
-                data = data[os.write(self._fd, data):]
-            os.fsync(self._fd)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        append_line(self._fd, (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8"))
 
     def close(self) -> None:
         if self._fd is not None:
@@ -217,12 +205,20 @@ class RunAuditHook(GraphExecutionHook):
 
 
 def _top_level_files(folder: Path) -> dict[str, int]:
-    """Name → inode of the visible regular files directly in `folder`."""
+    """Name → inode of the visible regular files directly in `folder`; a published name is
+    a link into the published run's folder, so its inode is that of the file it leads to."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return {}
-    return {e.name: e.inode() for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)}
+    found = {}
+    for entry in entries:
+        try:
+            if not entry.name.startswith(".") and entry.is_file():
+                found[entry.name] = entry.stat().st_ino
+        except OSError:  # a link whose run folder is gone
+            continue
+    return found
 
 
 @contextmanager
@@ -252,8 +248,8 @@ def audited(operation: str, config: AuditConfig, run_id: str | None = None) -> I
 
 
 def _ending(error: BaseException) -> tuple[str, int]:
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted", INTERRUPTED_EXIT_CODE
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C (130) or SIGTERM (143)
+        return "interrupted", exit_code_of_interrupt(error)
     if isinstance(error, EngineError):
         return "failed", error.exit_code
     if isinstance(error, SystemExit):

@@ -3,7 +3,10 @@
 Exit status: 0 success; 2 usage or configuration error; 3 input error; 4 data-quality
 alert with fail_on_alert; 5 cluster error; 6 out of memory; 7 lineage events still
 undelivered after `engine lineage replay`; 8 a backup archive is corrupt, truncated or unsafe;
-1 unexpected error; 130 interrupted. Expected errors print one line on stderr; `--debug` adds the traceback.
+1 unexpected error; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM, as systemd and Kubernetes
+stop a process: the run ends as after Ctrl-C). Expected errors print one line on stderr; `--debug` adds the
+traceback. That outcome line is the last thing a command prints (the cluster's teardown logs come before it);
+with `--log-format json` it is a JSON object like every other stderr line, with `exit_code`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import (INTERRUPTED_EXIT_CODE, UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError,
+from engine.errors import (UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError,
                            LineageDeliveryError)
 from engine.permissions import DEFAULT_MODES, apply_policy
 
@@ -128,28 +131,70 @@ def distributed_run_arguments(source: str, scheduler: str, output: str | None = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from engine.allocator import return_freed_memory
+    from engine.interrupts import terminable
 
     return_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     apply_policy(DEFAULT_MODES)  # until a command applies the configured modes
+    with terminable():  # SIGTERM ends a command like Ctrl-C: records written, exit 143
+        try:
+            args = build_parser().parse_args(argv)
+            return _COMMANDS[args.command](args)
+        except EngineError as error:
+            if debug:
+                traceback.print_exc()
+            return _outcome(f"error: {error}", error.exit_code, argv)
+        except KeyboardInterrupt as error:
+            from engine.interrupts import Terminated, exit_code_of_interrupt
+
+            text = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+            return _outcome(text, exit_code_of_interrupt(error), argv, level="WARNING")
+        except Exception as error:  # the last line of defence: report, never crash silently
+            if debug:
+                traceback.print_exc()
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            return _outcome(f"unexpected error: {type(error).__name__}: {first_line} "
+                            "(rerun with --debug for the traceback)", UNEXPECTED_EXIT_CODE, argv)
+
+
+def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ERROR") -> int:
+    """Print the command's outcome line on stderr, last: after the child processes it
+    started (a LocalCluster's workers) have exited and every log line is written, and
+    with logging silenced afterwards; masked, escaped, and JSON in the JSON log format."""
+    from engine.logs import outcome_line, settle_output, silence_after_outcome
+
     try:
-        args = build_parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
-    except EngineError as error:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
-    except Exception as error:  # the last line of defence: report, never crash silently
-        if debug:
-            traceback.print_exc()
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"unexpected error: {type(error).__name__}: {first_line} (rerun with --debug for the traceback)", file=sys.stderr)
-        return UNEXPECTED_EXIT_CODE
+        settle_output()
+        line = outcome_line(message, exit_code, _requested_log_format(argv), level=level)
+        print(line, file=sys.stderr, flush=True)
+    finally:
+        silence_after_outcome()
+    return exit_code
+
+
+def _requested_log_format(argv: Sequence[str]) -> str | None:
+    """The log format asked for, when the command failed before setting up logging:
+    `--log-format` on the command line, else ENGINE__LOG_FORMAT (None: the one in use)."""
+    import os
+
+    from engine.logs import current_format
+
+    if current_format() is not None:
+        return current_format()
+    for index, word in enumerate(argv):
+        if word == "--log-format" and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith("--log-format="):
+            return word.split("=", 1)[1]
+    return os.environ.get("ENGINE__LOG_FORMAT", "").strip().lower() or None
+
+
+def _say(text: str, file=None) -> None:
+    """Print a console line (or lines): credentials masked, control characters escaped."""
+    from engine.logs import console_text
+
+    print(console_text(text), file=file or sys.stdout)
 
 
 def _apply_permissions(config) -> None:
@@ -165,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
     from engine.audit import RunAuditHook, audited, describe_files
     from engine.config import load_config
     from engine.logs import bound_run_id, setup_logging
-    from engine.permissions import restrict
+    from engine.outputs import output_errors
     from engine.progress import RunProgress
     from engine.run import run_pipeline
 
@@ -193,9 +238,8 @@ def _run(args: argparse.Namespace) -> int:
     log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
     with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
         entry.details.update(source=config.input, output=str(output_dir))
-        setup_logging(config.log_level, log_file, config.log_format)
-        if log_file.exists():
-            restrict(log_file)
+        with output_errors(log_file.parent):
+            setup_logging(config.log_level, log_file, config.log_format)  # the file's mode set on its descriptor
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
         audit_hook = RunAuditHook(entry, output_dir)
         try:
@@ -223,7 +267,7 @@ def _print_summary(result) -> None:
         f"  alerts: {', '.join(a['name'] for a in result.alerts) or 'none'}",
         f"  outputs: {result.output_dir}",
     ]
-    print("\n".join(lines))
+    _say("\n".join(lines))
 
 
 def _run_until(config, node: str) -> int:
@@ -246,7 +290,7 @@ def _run_until(config, node: str) -> int:
             summary = run_until(config, node, adapters=[progress])
         finally:
             progress.close()
-    print(summary)
+    _say(summary)
     return 0
 
 
@@ -258,9 +302,9 @@ def _dag(args: argparse.Namespace) -> int:
         return 0
     written, note = write_dag(Path(args.output))
     for path in written:
-        print(f"wrote {path}")
+        _say(f"wrote {path}")
     if note:
-        print(f"note: {note}", file=sys.stderr)
+        _say(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -270,7 +314,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise ConfigurationError(f"--rows must be at least 1, got {args.rows}")
     summary = generate_sales(args.output, args.rows, seed=args.seed)
-    print(f"wrote {summary.rows:,} rows ({summary.bytes_written / 2**20:.1f} MiB) to {summary.path}")
+    _say(f"wrote {summary.rows:,} rows ({summary.bytes_written / 2**20:.1f} MiB) to {summary.path}")
     return 0
 
 
@@ -283,7 +327,7 @@ def _lineage(args: argparse.Namespace) -> int:
         events = last_run_events(output)
         if not events:
             raise ConfigurationError(f"{output}: no lineage recorded here (run `engine run ... --output {output}` first)")
-        print(render(events))
+        _say(render(events))
         return 0
     from engine.config import load_config
     from engine.logs import setup_logging
@@ -296,7 +340,7 @@ def _lineage(args: argparse.Namespace) -> int:
         raise ConfigurationError("no OpenLineage transport is configured (openlineage.yml, "
                                  "OPENLINEAGE__TRANSPORT__*, or OPENLINEAGE_URL): nothing to replay to")
     delivered, pending = replay(output, client, deadline=config.lineage.timeout)
-    print(f"delivered {delivered} lineage event(s); {pending} still pending")
+    _say(f"delivered {delivered} lineage event(s); {pending} still pending")
     if pending:
         raise LineageDeliveryError(f"{pending} lineage event(s) in {output / 'lineage'} could not be delivered yet")
     return 0
@@ -324,10 +368,10 @@ def _anonymize(args: argparse.Namespace) -> int:
         result = anonymize(args.input, args.output, config)
         entry.outputs = describe_files([result.path])
         entry.details["mode"] = result.mode
-    print(f"wrote {result.rows:,} rows with pseudonymised customer ids to {result.path} "
+    _say(f"wrote {result.rows:,} rows with pseudonymised customer ids to {result.path} "
           f"({result.mode} mode, {result.partitions} partition(s))")
     for path in result.files_without_customer_id:
-        print(f"  {path}: no customer_id column; copied with customer_id empty")
+        _say(f"  {path}: no customer_id column; copied with customer_id empty")
     return 0
 
 
@@ -352,7 +396,7 @@ def _audit(args: argparse.Namespace) -> int:
         for record in records:
             print(json.dumps(record))
     else:
-        print(render(records))
+        _say(render(records))
     return 0
 
 

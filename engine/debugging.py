@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,14 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     from engine.modes import choose_mode, partition_bytes, plan_summary
     from engine.run import _dataflow_inputs, _translated_failures, build_driver, make_backend
     from engine.sources import find_files, plan_reads
+    from engine.spool import input_spool
 
     log = logging.getLogger(__name__)
     check_node(node, dataflow_variables())
     if not config.input:
         raise ConfigurationError("no input given (engine run INPUT, or `input:` in the configuration)")
-    with interruptible():
-        files = find_files(config.input)
+    with interruptible(), input_spool(config, Path(tempfile.gettempdir()), uuid.uuid4().hex) as spool:
+        files = spool.decompress(find_files(config.input))
         input_bytes = sum(f.text_bytes for f in files)
         choice = choose_mode(config, input_bytes)
         log.info("until %s: mode %s (%s)", node, choice.mode, choice.reason)
@@ -99,8 +101,22 @@ def _frame_summary(node: str, frame: Any) -> str:
     width = max((len(str(c)) for c in head.columns), default=0)
     lines += [f"  {str(column):<{width}}  {dtype}" for column, dtype in head.dtypes.items()]
     lines.append(f"first {len(head)} rows:")
-    lines.append(_masked(head).to_string(max_colwidth=40) if len(head) else "  (none)")
+    lines.append(_printable(_masked(head)).to_string(max_colwidth=40) if len(head) else "  (none)")
     return "\n".join(lines)
+
+
+def _printable(head: pd.DataFrame) -> pd.DataFrame:
+    """`head` with control characters in its text cells and column names escaped (a
+    product id holding a terminal escape sequence is shown as `\\x1b[...`, never sent to
+    the terminal), before the table is laid out so its columns stay aligned."""
+    from engine.logs import escape_controls
+
+    head = head.rename(columns=lambda c: escape_controls(c) if isinstance(c, str) else c)
+    for column in head.columns:
+        if head[column].dtype == object or pd.api.types.is_string_dtype(head[column].dtype):
+            head[column] = head[column].map(lambda v: escape_controls(v) if isinstance(v, str) else v,
+                                            na_action="ignore").astype(object)
+    return head
 
 
 def _rows_and_head(frame: Any) -> tuple[int, pd.DataFrame, str]:

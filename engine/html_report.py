@@ -202,7 +202,9 @@ def _run_section(report: Mapping) -> str:
 
 
 def _history_section(history: Sequence[Mapping], success_rate: float | None) -> str:
-    recent = list(history)[-HISTORY_RUNS:]
+    from engine.history import charted
+
+    recent = [entry for entry in history if charted(entry)][-HISTORY_RUNS:]  # incomplete lines: rate only
     if not recent:
         return _section("Run history", "No run recorded.", "")
     labels = [_short_time(entry["started_at"]) for entry in recent]

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,10 +26,19 @@ from typing import Any
 
 LOG_FORMATS = ("text", "json")
 
-#: user:password in URLs, bearer tokens, and api_key / token / password / secret values
+#: a query parameter whose value is a credential: any name ending in token, secret,
+#: password, signature, credentials or api_key (access_token, X-Amz-Signature, apiKey...),
+#: and key, sig, pwd and auth alone or after a separator (key, sas_key, X-Auth)
+_SECRET_PARAMETER = (r"(?:[\w.-]*(?:token|secret|passw(?:or)?d|signature|credentials?|api[_-]?key)"
+                     r"|(?:[\w.-]*[_.-])?(?:key|sig|pwd|auth))")
+
+#: user:password in URLs, bearer tokens, credential query parameters, and api_key /
+#: token / password / secret values
 _CREDENTIALS = (
-    (re.compile(r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\g<keep>***:***@"),
+    # everything up to the LAST @ before the host: a password may itself contain @
+    (re.compile(r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s?#@:]+:[^/\s?#]*@"), r"\g<keep>***:***@"),
     (re.compile(r"(?P<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\g<keep>***"),
+    (re.compile(rf"(?P<keep>[?&;]{_SECRET_PARAMETER}=)[^&;#\s\"'<>]+", re.IGNORECASE), r"\g<keep>***"),
     (re.compile(r"(?P<keep>\b(?:api[_-]?key|apikey|token|password|passwd|secret)\b[\"']?\s*[:=]\s*[\"']?)[^\s,;\"'&]+",
                 re.IGNORECASE), r"\g<keep>***"),
 )
@@ -41,6 +51,33 @@ def mask_credentials(text: str) -> str:
     return text
 
 
+#: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    """`text` with every control character written as an escape (a newline as `\\n`,
+    ESC as `\\x1b`), so text taken from file names, product ids or error messages can
+    neither forge a log line nor send a terminal escape sequence. `keep_newlines`: the
+    text is several lines on purpose (a traceback, a table); only its newlines stay."""
+    if keep_newlines:
+        return "\n".join(_CONTROL.sub(_escaped, line) for line in text.split("\n"))
+    return _CONTROL.sub(_escaped, text)
+
+
+def console_text(text: str, keep_newlines: bool = True) -> str:
+    """What the CLI prints for `text`: credentials masked, control characters escaped."""
+    return escape_controls(mask_credentials(text), keep_newlines=keep_newlines)
+
+
 class CredentialMask(logging.Filter):
     """Masks credentials in log records before any handler writes them."""
 
@@ -50,6 +87,8 @@ class CredentialMask(logging.Filter):
 
 
 _current_run_id: str | None = None
+_last_run_id: str | None = None
+_current_format: str | None = None
 
 
 @contextmanager
@@ -58,8 +97,9 @@ def bound_run_id(run_id: str) -> Iterator[None]:
 
     A process global rather than a context variable: progress and cluster threads log
     for the run too, and the CLI runs one run at a time."""
-    global _current_run_id
+    global _current_run_id, _last_run_id
     previous, _current_run_id = _current_run_id, run_id
+    _last_run_id = run_id
     try:
         yield
     finally:
@@ -84,6 +124,8 @@ class TextFormatter(logging.Formatter):
         self.colour = colour
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        record.name = escape_controls(record.name)
         text = super().formatMessage(record)
         code = _LEVEL_COLOURS.get(record.levelname) if self.colour else None
         if code:
@@ -92,7 +134,21 @@ class TextFormatter(logging.Formatter):
         return text
 
     def formatException(self, ei: Any) -> str:
-        return mask_credentials(super().formatException(ei))
+        return escape_controls(mask_credentials(super().formatException(ei)), keep_newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_controls(mask_credentials(super().formatStack(stack_info)), keep_newlines=True)
+
+
+#: characters json.dumps(ensure_ascii=False) leaves as they are that still break a line
+#: (str.splitlines) or drive a terminal: DEL, C1 controls, U+2028 and U+2029
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def json_line(entry: dict[str, Any]) -> str:
+    """`entry` as one JSON line in which no character can end the line or reach a terminal raw."""
+    text = json.dumps(entry, ensure_ascii=False, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -110,7 +166,7 @@ class JsonFormatter(logging.Formatter):
             entry["run_id"] = record.run_id
         if record.exc_info:
             entry["exception"] = mask_credentials(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json_line(entry)
 
 
 class ConsoleHandler(logging.StreamHandler):
@@ -128,6 +184,32 @@ class ConsoleHandler(logging.StreamHandler):
             super().emit(record)
 
 
+class AppendOnlyFileHandler(logging.StreamHandler):
+    """The log file: opened for appending without following a symbolic link, refused
+    unless it is a regular file, and given the permission policy's mode through its
+    descriptor (engine.permissions.open_for_append)."""
+
+    def __init__(self, path: Path) -> None:
+        from engine.permissions import open_for_append
+
+        self.baseFilename = str(path)
+        fd = open_for_append(path, what="the log file")
+        super().__init__(open(fd, "a", encoding="utf-8", errors="backslashreplace"))
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            try:
+                self.flush()
+            finally:
+                stream, self.stream = self.stream, None
+                if stream is not None:
+                    stream.close()
+                super().close()
+        finally:
+            self.release()
+
+
 _HANDLER_MARK = "_engine_handler"
 
 
@@ -138,8 +220,10 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
     Calling it again replaces the handlers it added before (one run after another in
     the same process logs to the right file).
     """
+    global _current_format
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    _current_format = log_format
     logger = logging.getLogger("engine")
     logger.setLevel(level.upper())
     root = logging.getLogger()
@@ -150,8 +234,10 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
     console = ConsoleHandler()
     handlers: list[tuple[logging.Handler, bool]] = [(console, _colour_wanted(console.stream))]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append((logging.FileHandler(log_file, encoding="utf-8"), False))
+        from engine.permissions import make_dirs
+
+        make_dirs(log_file.parent)
+        handlers.append((AppendOnlyFileHandler(log_file), False))
     for handler, colour in handlers:
         handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(colour=colour))
         handler.addFilter(CredentialMask())
@@ -174,3 +260,48 @@ def _colour_wanted(stream: Any) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def current_format() -> str | None:
+    """The log format `setup_logging` last set up in this process (None: not yet)."""
+    return _current_format
+
+
+def outcome_line(message: str, exit_code: int, log_format: str | None = None, level: str = "ERROR") -> str:
+    """The last line a command prints on stderr (`error: ...`, `interrupted`): masked and
+    escaped as one text line, or in the JSON log format one JSON object with the fields
+    of a JSON log line (time, level, logger, message, run_id) and `exit_code`."""
+    if (log_format or _current_format) == "json":
+        entry: dict[str, Any] = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": level,
+            "logger": "engine.cli",
+            "message": mask_credentials(message),
+        }
+        if _current_run_id or _last_run_id:
+            entry["run_id"] = _current_run_id or _last_run_id
+        entry["exit_code"] = exit_code
+        return json_line(entry)
+    return escape_controls(mask_credentials(message))
+
+
+def settle_output(timeout: float = 60.0) -> None:
+    """Before a command prints its outcome line: wait (at most `timeout` seconds) for the
+    child processes it started (a LocalCluster's workers) to exit, so none of their log
+    lines can come after it, and flush every log handler."""
+    import multiprocessing
+
+    deadline = time.monotonic() + timeout
+    for child in multiprocessing.active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+    for handler in [*logging.getLogger().handlers, *logging.getLogger("engine").handlers]:
+        try:
+            handler.flush()
+        except Exception:  # a closed stream has nothing left to write
+            pass
+
+
+def silence_after_outcome() -> None:
+    """After the outcome line: nothing this process logs any more (interpreter shutdown,
+    atexit hooks of libraries) can be printed after it."""
+    logging.disable(logging.CRITICAL)

@@ -14,6 +14,7 @@ Python API caller gets the default policy even with a permissive umask.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -113,3 +114,60 @@ def create_file(path: Path | str, mode: int | None = None) -> None:
         os.fchmod(fd, wanted)  # the umask may have taken bits away; the mode is exact
     finally:
         os.close(fd)
+
+
+def open_for_append(path: Path | str, mode: int | None = None, what: str = "file") -> int:
+    """A write-only, append-only descriptor on `path` (created if missing), for a file
+    the engine appends to (its log, run history, lineage record, audit log).
+
+    The last component of `path` is never followed if it is a symbolic link
+    (`O_NOFOLLOW`), and anything other than a regular file (a link, a FIFO, a device)
+    is refused with a ConfigurationError naming the path: a link planted in an output
+    folder never makes the engine write to, or change the mode of, its target. The
+    file gets the policy's file mode (or `mode`) through the open descriptor (never a
+    chmod by path), so a file that already existed with a looser mode is tightened.
+    `what` names the file in the error ("the run history"). The descriptor is also
+    readable (`append_line` looks at the last byte), never positioned for writing
+    anywhere but the end."""
+    wanted = _policy.file if mode is None else mode
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, wanted)
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(path):
+            raise ConfigurationError(f"{path}: {what} is a symbolic link; the engine does not follow links for "
+                                     "the files it appends to (remove the link)") from None
+        if error.errno == errno.ENXIO:  # a FIFO without a reader (a directory: IsADirectoryError)
+            raise ConfigurationError(f"{path}: {what} is not a regular file") from None
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigurationError(f"{path}: {what} is not a regular file")
+        os.set_blocking(fd, True)
+        if stat.S_IMODE(status.st_mode) != wanted and status.st_uid == os.geteuid():
+            os.fchmod(fd, wanted)  # another user's shared file keeps the mode its owner gave it
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def append_line(fd: int, line: bytes) -> None:
+    """Append one line (`line` ends with a newline) to a descriptor from
+    `open_for_append`, under an exclusive lock, in one write, then fsync. When the file
+    does not end with a newline (its last line was torn by a crash or a full disk), a
+    newline comes first, so the torn line stays alone and this line stays readable."""
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        data = memoryview(line)
+        while data:  # one write() unless a signal or a full disk cuts it short
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

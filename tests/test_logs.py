@@ -84,3 +84,54 @@ def test_console_colours_only_on_a_terminal(tmp_path):
                                                     "--mode", "pandas"))
     assert status == 0, screen
     assert "\x1b[32mINFO   \x1b[0m engine.run" in screen
+
+
+def test_in_json_mode_every_stderr_line_is_json_including_the_final_error(tmp_path):
+    missing = tmp_path / "absent\nerror: forged.csv"
+    done = run_cli("run", str(missing), "--output", str(tmp_path / "out"), "--log-format", "json")
+    assert done.returncode == 3
+    entries = [json.loads(line) for line in done.stderr.splitlines()]  # every line, the last included
+    last = entries[-1]
+    assert set(last) >= {"time", "level", "logger", "message", "run_id", "exit_code"}
+    assert last["exit_code"] == 3 and last["level"] == "ERROR" and last["message"].startswith("error: ")
+    assert str(missing) in last["message"]
+    # before logging is set up (a usage error), --log-format json still gives JSON
+    usage = run_cli("run", str(missing), "--workers", "many", "--log-format", "json")
+    assert usage.returncode == 2
+    [line] = usage.stderr.splitlines()
+    assert json.loads(line)["exit_code"] == 2
+
+
+def test_a_file_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
+    data = write_csv(tmp_path / "in\n2024-01-01 00:00:00,000 ERROR   engine.run: FORGED\x1b[2J.csv",
+                     [("2024-01-01", "P1", "10.00", "C1")] * 3)
+    out = tmp_path / "out"
+    done = run_cli("run", str(data), "--output", str(out), "--mode", "pandas")
+    assert done.returncode == 0, done.stderr
+    for text in (done.stderr, (out / "pipeline.log").read_text(), done.stdout):
+        assert "\x1b" not in text
+        assert not any(line.startswith("2024-01-01 00:00:00,000") for line in text.splitlines())
+    assert "in\\n2024-01-01 00:00:00,000 ERROR   engine.run: FORGED\\x1b[2J.csv" in done.stderr
+    failed = run_cli("run", str(tmp_path / "gone\nFORGED"), "--output", str(out))
+    assert failed.returncode == 3
+    assert failed.stderr.splitlines()[-1].startswith("error: ") and "gone\\nFORGED" in failed.stderr
+    assert not any(line.startswith("FORGED") for line in failed.stderr.splitlines())
+
+
+def test_until_prints_no_terminal_escape_sequences_from_the_data(tmp_path):
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "\x1b]0;owned\x07\x1b[31mP1", "10.00", "C1"),
+                                              ("2024-01-02", "P2\x08X\x9b2J", "20.00", "C2")])
+    done = run_cli("run", str(data), "--until", "raw_sales_data", "--mode", "pandas")
+    assert done.returncode == 0, done.stderr
+    assert not any(c in done.stdout + done.stderr for c in "\x1b\x07\x08\x9b")
+    assert "\\x1b]0;owned\\x07\\x1b[31mP1" in done.stdout and "P2\\x08X\\x9b2J" in done.stdout
+
+
+def test_control_characters_are_escaped_in_text_log_lines(tmp_path, capsys):
+    log_file = tmp_path / "pipeline.log"
+    setup_logging("INFO", log_file)
+    log = logging.getLogger("engine.test")
+    log.warning("product %s", "P1\nFAKE line\x1b[31m\x85\u2028end")
+    written = log_file.read_text() + capsys.readouterr().err
+    assert written.count("\n") == 2 and len(written.splitlines()) == 2
+    assert "P1\\nFAKE line\\x1b[31m\\x85\\u2028end" in written

@@ -1,14 +1,19 @@
 """Delivering lineage events: never lost, never blocking the run.
 
-Every event is first appended to the run's local record, `<output>/lineage/events.jsonl`,
-by the client's own file transport; with no OpenLineage configuration that is where
+Every event is first appended to the run's local record, `<output>/lineage/events.jsonl`
+(one JSON line per event, as the OpenLineage file transport writes it); with no OpenLineage configuration that is where
 lineage goes. When a transport is configured the standard OpenLineage way
 (`openlineage.yml`, `OPENLINEAGE__TRANSPORT__*`, `OPENLINEAGE_URL`), the event is also
 sent there, under a deadline. An event the backend did not take in time (down, slow,
 answering errors) is kept in `<output>/lineage/pending.jsonl`, and once one event has
 failed the rest of the run's events go straight there, so a dead backend costs one
 deadline per run. `replay` delivers the kept events later, oldest first, each removed
-from the file as soon as the backend took it, so a second replay sends nothing again.
+from the file as soon as the backend took it, so a second replay sends nothing again; a
+line that cannot be read (torn by a full disk or a crash) is moved aside to
+`pending.unreadable.jsonl` with a warning instead of blocking the replay.
+
+The files are opened without following symbolic links (`permissions.open_for_append`):
+a link planted in the lineage folder is refused, never written through.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +31,15 @@ from typing import Any
 
 from openlineage.client import OpenLineageClient
 from openlineage.client.serde import Serde
-from openlineage.client.transport.file import FileConfig, FileTransport
 
 from engine import permissions
+from engine.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "events.jsonl"
 PENDING_NAME = "pending.jsonl"
+UNREADABLE_NAME = "pending.unreadable.jsonl"
 _LOCK_NAME = ".lock"
 
 
@@ -60,12 +67,11 @@ class LineageDelivery:
         self.client = client
         self.deadline = deadline
         self.backend_failed = False
-        self._record: FileTransport | None = None
 
     def emit(self, event: Any) -> None:
         permissions.make_dirs(self.folder)
         with _locked(self.folder):
-            self._local_record().emit(event)
+            _append_line(self.folder / RECORD_NAME, Serde.to_json(event), "the lineage record")
         if self.client is None:
             return
         if self.backend_failed:
@@ -76,18 +82,9 @@ class LineageDelivery:
             self.backend_failed = True
             self._keep(event, error)
 
-    def _local_record(self) -> FileTransport:
-        if self._record is None:
-            permissions.create_file(self.folder / RECORD_NAME)  # before the transport opens it
-            self._record = FileTransport(FileConfig(log_file_path=str(self.folder / RECORD_NAME), append=True))
-        return self._record
-
     def _keep(self, event: Any, reason: str) -> None:
-        permissions.create_file(self.folder / PENDING_NAME)
-        with _locked(self.folder), open(self.folder / PENDING_NAME, "a", encoding="utf-8") as pending:
-            pending.write(Serde.to_json(event) + "\n")
-            pending.flush()
-            os.fsync(pending.fileno())
+        with _locked(self.folder):
+            _append_line(self.folder / PENDING_NAME, Serde.to_json(event), "the pending lineage events file")
         log.warning("lineage %s event kept for `engine lineage replay`: %s", _event_type(event), reason)
 
 
@@ -99,7 +96,16 @@ def replay(output_dir: Path, client: OpenLineageClient | None, deadline: float) 
         return 0, _count_lines(pending_path)
     delivered = 0
     with _locked(folder):
-        lines = [line for line in pending_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in _read_pending(pending_path).splitlines() if line.strip()]
+        readable = [line for line in lines if _parses(line)]
+        if len(readable) < len(lines):
+            unreadable = [line for line in lines if not _parses(line)]
+            for line in unreadable:
+                _append_line(folder / UNREADABLE_NAME, line, "the unreadable lineage events file")
+            log.warning("%s: %d line(s) are not lineage events (torn or edited); moved to %s, not delivered",
+                        pending_path, len(unreadable), folder / UNREADABLE_NAME)
+            lines = readable
+            _rewrite(pending_path, lines)
         while lines:
             event = json.loads(lines[0])
             error = _within_deadline(lambda event=event: client.transport.emit(event), deadline)
@@ -131,18 +137,61 @@ def _within_deadline(send, deadline: float) -> str | None:
     return None if outcome.get("ok") else outcome.get("error", "unknown error")
 
 
+def _append_line(path: Path, line: str, what: str) -> None:
+    """Append `line` and a newline in one write, then fsync; no link followed (the
+    caller holds the folder's lock; the file's own lock guards other writers)."""
+    fd = permissions.open_for_append(path, what=what)
+    try:
+        permissions.append_line(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _parses(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _read_pending(path: Path) -> str:
+    """The pending file's text; a link or special file in its place is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        if path.is_symlink():
+            raise ConfigurationError(f"{path}: the pending lineage events file is a symbolic link; the engine "
+                                     "does not follow links (remove the link)") from None
+        raise
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigurationError(f"{path}: the pending lineage events file is not a regular file")
+        return handle.read().decode("utf-8", errors="replace")
+
+
 def _rewrite(path: Path, lines: list[str]) -> None:
     if not lines:
         path.unlink(missing_ok=True)
         return
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    permissions.restrict(temporary)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)  # a leftover (or a planted link): removed, never followed
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 permissions.policy().file)
+    try:
+        os.fchmod(fd, permissions.policy().file)
+        with open(fd, "w", encoding="utf-8", closefd=False) as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
 
 
 def _count_lines(path: Path) -> int:
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.exists() else 0
+    return sum(1 for line in _read_pending(path).splitlines() if line.strip())
 
 
 def _event_type(event: Any) -> str:
@@ -154,10 +203,9 @@ def _event_type(event: Any) -> str:
 def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on the lineage folder: concurrent runs never interleave lines."""
     permissions.make_dirs(folder)
-    permissions.create_file(folder / _LOCK_NAME)
-    with open(folder / _LOCK_NAME, "a") as lock:
+    lock = permissions.open_for_append(folder / _LOCK_NAME, what="the lineage lock file")
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
