@@ -186,15 +186,29 @@ class DistributedBackend(DaskBackend):
         try:
             security = self._security()
             if self.scheduler:
+                # Client() itself waits without limit for a peer that accepts but never
+                # answers Dask's handshake, and trusts the length a peer's first bytes
+                # announce: whatever listens there is first checked, within the timeout.
+                probe_scheduler(self.scheduler, security, self.settings.connect_timeout)
                 self.client = Client(self.scheduler, timeout=self.settings.connect_timeout, security=security,
                                      set_as_default=True)
             else:
                 self.cluster = self._local_cluster(security)
                 self.client = Client(self.cluster, set_as_default=True)
+        except ClusterError:
+            self.close()
+            raise
         except (OSError, TimeoutError) as error:
             self.close()
             raise ClusterError(f"cannot reach the Dask scheduler at {where} within "
                                f"{self.settings.connect_timeout:g} s ({_first_line(error)})") from None
+        except Exception as error:
+            self.close()
+            if not self.scheduler:
+                raise
+            raise ClusterError(f"cannot reach the Dask scheduler at {where} within "
+                               f"{self.settings.connect_timeout:g} s (its answer is not Dask's: "
+                               f"{type(error).__name__}: {_first_line(error)})") from None
         except BaseException:
             self.close()
             raise
@@ -282,6 +296,56 @@ class DistributedBackend(DaskBackend):
                 except Exception as error:  # closing must not hide the run's own outcome
                     log.warning("closing %s failed: %s", type(resource).__name__, _first_line(error))
         self.client = self.cluster = None
+
+
+def probe_scheduler(address: str, security: Any, timeout: float) -> None:
+    """Raise ClusterError unless a Dask peer at `address` completes Dask's comm handshake
+    (connect, exchange of handshake messages) within `timeout` seconds.
+
+    Whatever listens there (an HTTP server, a dashboard, a peer that says nothing, closes
+    at once or sends garbage) fails this check within the timeout: the handshake runs on
+    its own event loop in a daemon thread under one overall deadline, and every error of
+    it, an impossible frame length's MemoryError included, is a ClusterError naming the
+    address."""
+    import asyncio
+    import threading
+
+    if address.startswith("inproc://"):  # a scheduler in this very process: nothing to probe
+        return
+    outcome: dict[str, BaseException] = {}
+
+    async def handshake() -> None:
+        from distributed.comm import connect
+        from distributed.security import Security
+
+        arguments = (security or Security()).get_connection_args("client")
+        comm = await connect(address, timeout=timeout, **arguments)
+        try:
+            await comm.close()
+        except Exception:  # the handshake is what counts
+            pass
+
+    def attempt() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(handshake(), timeout))
+        except BaseException as error:  # reported to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=attempt, name="engine-scheduler-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # the deadline is inside; this bounds a stuck loop as well
+    error = outcome.get("error")
+    if thread.is_alive() or isinstance(error, TimeoutError):
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                           f"(no Dask handshake: whatever listens there does not answer as a Dask scheduler)")
+    if isinstance(error, OSError):
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                           f"({_first_line(error)})")
+    if error is not None:
+        log.debug("the Dask handshake with %s failed: %r", address, error)
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                           f"(whatever listens there does not speak Dask's protocol: its answer is not "
+                           f"a Dask handshake)")
 
 
 def _first_line(error: BaseException) -> str:

@@ -316,7 +316,8 @@ def _daily_cells(day: _Day) -> dict:
 def _enriched(days: list[_Day]) -> list[dict]:
     rows = []
     for i, day in enumerate(days):
-        window = [d for d in days[: i + 1] if d.date >= day.date - dt.timedelta(days=6)]
+        # days apart, not day - 6 days: that is before 0001-01-01 in the first week of year 1
+        window = [d for d in days[: i + 1] if (day.date - d.date).days <= 6]
         previous = days[i - 1] if i else None
         row = _daily_cells(day)
         row.update(

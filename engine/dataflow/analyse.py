@@ -14,8 +14,9 @@ from itertools import groupby
 
 import pandas as pd
 
-from engine import exact
+from engine import exact, outputs
 from engine.alerts import AlertThresholds, DayTotal, evaluate_alerts
+from engine.errors import InputDataError
 from engine.validation import RAW_COLUMNS
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -55,8 +56,28 @@ def sales_days(daily_sales: pd.DataFrame) -> list[SalesDay]:
     ]
 
 
+def publishable_cents_limit() -> int:
+    """The first amount of cents the published money type (Parquet decimal) cannot hold."""
+    money_type = outputs._ARROW_TYPES["money"]
+    return 10 ** money_type.precision
+
+
+def _check_publishable(cents: int, what: str) -> None:
+    """Fail the run (exit 3) when a money figure is too large for its published type,
+    rather than write a wrapped or truncated number (docs/semantics.md)."""
+    limit = publishable_cents_limit()
+    if abs(cents) >= limit:
+        money_type = outputs._ARROW_TYPES["money"]
+        raise InputDataError(
+            f"{what} is {exact.money(cents)}, more than the published money type "
+            f"decimal({money_type.precision},{money_type.scale}) holds (at most "
+            f"{money_type.precision - money_type.scale} digits before the point)")
+
+
 def daily_sales_summary(sales_days: list[SalesDay]) -> pd.DataFrame:
     """Per sales day: total and mean sale amount, number of sales, distinct products."""
+    for day in sales_days:  # every other daily money figure is at most the largest daily total
+        _check_publishable(day.total_cents, f"the total of {day.date.isoformat()}")
     return pd.DataFrame(
         {
             "date": [d.date for d in sales_days],
@@ -73,7 +94,8 @@ def moving_windows(sales_days: list[SalesDay]) -> list[list[SalesDay]]:
     """For each sales day, the sales days in the 7 calendar days ending on it (itself included)."""
     windows, start = [], 0
     for index, day in enumerate(sales_days):
-        while sales_days[start].date <= day.date - dt.timedelta(days=MOVING_WINDOW_DAYS):
+        # day numbers, not dates: 0001-01-01 minus 7 days is before the first date Python has
+        while sales_days[start].date.toordinal() <= day.date.toordinal() - MOVING_WINDOW_DAYS:
             start += 1
         windows.append(sales_days[start : index + 1])
     return windows
@@ -107,6 +129,7 @@ def weekly_aggregation(sales_days: list[SalesDay]) -> pd.DataFrame:
         totals = [d.total_cents for d in days]
         daily_mean = exact.mean(totals)
         daily_std = exact.sample_std(totals)
+        _check_publishable(sum(totals), f"the total of week {year:04d}-W{week:02d}")
         rows.append(
             {
                 "week": f"{year:04d}-W{week:02d}",
