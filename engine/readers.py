@@ -107,13 +107,16 @@ def _parse_csv(task: ReadTask, original: bytes, threads: bool | None, broken: di
         if not task.skip_malformed:
             raise _located_error(task, data, error, broken) from None
         rows = _read_csv_skipping_malformed(task, data, lines, header, convert, error, broken)
+        records = len(rows.positions)  # the lines it kept
     else:
         if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
             positions = _nonempty_lines(data)[header:]
+            records = len(positions)
         else:
             positions = np.arange(header, header + table.num_rows, dtype=np.int32)
+            records = lines + (0 if data.endswith(b"\n") else 1) - header
         rows = TaskRows(table, positions, lines, sorted(broken.items()))
-    if len(rows.positions) != rows.table.num_rows or (b'"' in data and _spans_lines(rows.table)):
+    if b'"' in data and _spans_lines(rows.table, records):
         # A quote opened mid-line (its line's quotes pair up) ran on into later lines.
         more = _more_open_quote_lines(original, broken)
         if not more:
@@ -157,6 +160,8 @@ def _read_csv_skipping_malformed(task: ReadTask, data: bytes, lines: int, header
 UNCLOSED_QUOTE = "a quoted field is not closed on its line (a line break inside quotes, or a stray quote)"
 CARRIAGE_RETURN = "a carriage return inside the line"
 NUL_BYTE = "a NUL byte (binary data)"
+#: Up to this many occurrences, a byte's lines are found by byte searches rather than numpy.
+_FEW = 16384
 
 
 def broken_lines(data: bytes) -> dict[int, str]:
@@ -166,34 +171,49 @@ def broken_lines(data: bytes) -> dict[int, str]:
     after it (Arrow accepts one even with `newlines_in_values=False`) and would put
     partition boundaries inside a record. So a line with an odd number of quotes (an
     unclosed or stray quote), a bare carriage return (another line break), or a NUL byte
-    is broken. A line whose quotes pair up but leave a field open (`a,b"c,"d`) is found
-    after parsing, by `_open_quote_lines`. Data without quotes, carriage returns or NULs
-    (the common case) costs three byte searches.
+    is broken. A line whose quotes pair up but leave a field open (`a,b"c,"d`) shows up
+    after parsing (`_spans_lines`) and is found then (`_more_open_quote_lines`).
     """
-    has_quote, has_cr, has_nul = b'"' in data, b"\r" in data, b"\x00" in data
-    if not (has_quote or has_cr or has_nul):
-        return {}
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buffer == ord("\n"))
     broken: dict[int, str] = {}
-
-    def line_of(offsets: np.ndarray) -> np.ndarray:
-        return np.searchsorted(newlines, offsets)  # a line's index is the newlines before it
-
-    if has_nul:
-        broken.update(dict.fromkeys(line_of(np.flatnonzero(buffer == 0)).tolist(), NUL_BYTE))
-    if has_cr:
-        returns = np.flatnonzero(buffer == ord("\r"))
-        following = buffer[np.minimum(returns + 1, len(buffer) - 1)]
-        bare = returns[(returns + 1 == len(buffer)) | (following != ord("\n"))]
-        for line in line_of(bare).tolist():
+    if b"\x00" in data:
+        broken.update(dict.fromkeys(_lines_of(data, b"\x00").tolist(), NUL_BYTE))
+    if b"\r" in data:
+        for line in _lines_of(data, b"\r", bare_carriage_return=True).tolist():
             broken.setdefault(line, CARRIAGE_RETURN)
-    if has_quote:
-        quote_lines = line_of(np.flatnonzero(buffer == ord('"')))
-        counts = np.bincount(quote_lines)
-        for line in np.flatnonzero(counts % 2).tolist():
+    if b'"' in data:
+        for line in _odd_quote_lines(data).tolist():
             broken.setdefault(line, UNCLOSED_QUOTE)
     return broken
+
+
+def _odd_quote_lines(data: bytes) -> np.ndarray:
+    """Positions of the lines holding an odd number of quote characters."""
+    if data.count(b'"') <= _FEW:
+        return np.flatnonzero(np.bincount(_lines_of(data, b'"')) % 2)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(buffer[:-1] == 0x0A) + 1))
+    # Per-line sums in uint8 wrap at 256, which keeps their parity.
+    return np.flatnonzero(np.add.reduceat((buffer == 0x22).view(np.uint8), starts) & 1)
+
+
+def _lines_of(data: bytes, byte: bytes, bare_carriage_return: bool = False) -> np.ndarray:
+    """The line position of each occurrence of `byte` (a carriage return only where no line
+    feed follows it). Few occurrences are walked with byte searches; many, with numpy."""
+    if data.count(byte) > _FEW:
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        found = np.flatnonzero(buffer == byte[0])
+        if bare_carriage_return:
+            found = found[(found + 1 == len(buffer)) | (buffer[np.minimum(found + 1, len(buffer) - 1)] != 0x0A)]
+        return np.searchsorted(np.flatnonzero(buffer == 0x0A), found)
+    lines, line, previous = [], 0, 0
+    offset = data.find(byte)
+    while offset != -1:
+        line += data.count(b"\n", previous, offset)
+        previous = offset
+        if not bare_carriage_return or data[offset + 1:offset + 2] != b"\n":
+            lines.append(line)
+        offset = data.find(byte, offset + 1)
+    return np.array(lines, dtype=np.int64)
 
 
 def _more_open_quote_lines(data: bytes, broken: dict[int, str]) -> dict[int, str]:
@@ -229,12 +249,19 @@ def _ends_inside_quotes(line: bytes) -> bool:
     return quoted
 
 
-def _spans_lines(table: pa.Table) -> bool:
-    """True if a parsed cell holds a line break: its record took more than one line."""
-    import pyarrow.compute as pc
+def _spans_lines(table: pa.Table, lines: int) -> bool:
+    """True if a record took more than one of the `lines` it was parsed from (a quote left
+    open mid-line).
 
-    return any(pc.any(pc.match_substring_regex(table[name], "[\r\n]")).as_py() for name in table.column_names
-               if table.num_rows)
+    Each non-empty line that a record runs on into costs a record, so the records fall
+    short of the lines; a record left open up to the end over empty lines only ends in a
+    line break instead."""
+    if table.num_rows != lines:
+        return True
+    if not table.num_rows:
+        return False
+    last = table.slice(table.num_rows - 1).to_pylist()[0].values()
+    return any("\n" in value or "\r" in value for value in last if value)
 
 
 def _blank_lines(task: ReadTask, data: bytes, broken: dict[int, str], header: int) -> bytes:
