@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from engine.alerts import AlertThresholds
 from engine.errors import ConfigurationError
-from engine.permissions import FileModes, parse_mode
-from engine.validation import ID_DTYPES
+from engine.files.permissions import FileModes, parse_mode
+from engine.rules.alerts import AlertThresholds
+from engine.rules.validation import ID_DTYPES
 
 MODES = ("auto", "pandas", "dask", "distributed")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -132,7 +132,7 @@ class LineageConfig:
 
 @dataclass(frozen=True)
 class ProgressConfig:
-    """How `engine run` shows its progress (engine.progress)."""
+    """How `engine run` shows its progress (engine.observability.progress)."""
 
     #: auto: a live line when stdout is a terminal, log lines otherwise; log: log lines; off
     display: str = "auto"
@@ -198,7 +198,7 @@ class PermissionsConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """The installation's audit log (engine.audit): one JSON line per run, anonymize,
+    """The installation's audit log (engine.governance.audit): one JSON line per run, anonymize,
     backup, restore and prune."""
 
     #: the log file; none: $XDG_STATE_HOME/sales-engine/audit.jsonl (~/.local/state/...)

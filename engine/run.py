@@ -10,6 +10,7 @@ Hamilton lifecycle adapters (lineage, metrics, progress) can be attached per run
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -20,20 +21,21 @@ from typing import Any
 from openlineage.client.uuid import generate_new_uuid
 
 from engine import __version__
-from engine.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
 from engine.config import EngineConfig
+from engine.dataflow import quarantine
 from engine.errors import ClusterError, ConfigurationError, EngineError, QualityAlertError, ResourceError
-from engine.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
+from engine.execution.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
+from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
+from engine.execution.modes import choose_mode, partition_bytes, plan_summary
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
-from engine.metrics import RunMetrics, StepTimer, process_usage
-from engine.modes import choose_mode, partition_bytes, plan_summary
-from engine import quarantine
-from engine.outputs import PublishedFile, output_errors, output_lock, staged_outputs, write_json, write_outputs
-from engine.run_monitor import RunMonitor
-from engine.sources import ReadPlan, find_files, plan_reads
-from engine.spool import InputSpool, input_spool
+from engine.observability.metrics import RunMetrics, StepTimer, process_usage
+from engine.observability.run_monitor import RunMonitor
+from engine.outputs.forms import write_json, write_outputs
+from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
+from engine.sources.plan import ReadPlan, find_files, plan_reads
+from engine.sources.spool import InputSpool, input_spool
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,9 @@ def build_driver(backend: Backend, adapters: Sequence[Any] = ()) -> Any:
     """The Hamilton driver for the sales dataflow on `backend`."""
     from hamilton import driver
 
-    from engine.dataflow import MODULES
+    from engine.dataflow import modules
 
-    builder = driver.Builder().with_modules(*MODULES).with_adapter(backend.graph_adapter())
+    builder = driver.Builder().with_modules(*modules()).with_adapter(backend.graph_adapter())
     if adapters:
         builder = builder.with_adapters(*adapters)
     return builder.build()
@@ -127,7 +129,9 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
         plan = plan_reads(config.input, files, chunk, skip_malformed=config.malformed_lines == "skip")
         log.info("input %s: %s", config.input, plan_summary(plan))
-        step_metrics = RunMetrics(backend.worker_usage if isinstance(backend, DistributedBackend) else None)
+        worker_usage = (functools.partial(backend.run_on_workers, process_usage)
+                        if isinstance(backend, DistributedBackend) else None)
+        step_metrics = RunMetrics(worker_usage)
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters])
         results = driver.execute([*OUTPUTS, "input_profile", "rejected_rows"],
                                  inputs=_dataflow_inputs(config, plan, backend))

@@ -74,7 +74,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 @pytest.fixture(scope="session")
 def dirty_300k(tmp_path_factory) -> Path:
     """A 300,000-row dirty dataset from the generator (every reject reason, duplicates)."""
-    from engine.generate import generate_sales
+    from engine.sources.generate import generate_sales
 
     path = tmp_path_factory.mktemp("data") / "sales_300k.csv"
     generate_sales(path, 300_000, seed=7)

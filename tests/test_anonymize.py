@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli, write_csv
-from engine import anonymize as anonymize_module
-from engine.anonymize import anonymize
 from engine.config import load_config
-from engine.generate import generate_sales
-from engine.pseudonyms import KEY_ENV, KEY_FILE_ENV, pseudonymize
-from engine.readers import read_task
-from engine.sources import find_files, plan_reads
-from engine.validation import RAW_COLUMNS
+from engine.governance import anonymize as anonymize_module
+from engine.governance.anonymize import anonymize
+from engine.rules.pseudonyms import KEY_ENV, KEY_FILE_ENV, pseudonymize
+from engine.rules.validation import RAW_COLUMNS
+from engine.sources.generate import generate_sales
+from engine.sources.plan import find_files, plan_reads
+from engine.sources.readers import read_task
 
 KEY = "a-test-key-of-more-than-16-bytes"
 KEY_ONLY = {KEY_ENV: KEY, KEY_FILE_ENV: ""}
@@ -196,7 +196,7 @@ def test_refusals_write_nothing(sources, tmp_path):
 def test_secret_key_hides_itself_in_reprs_and_survives_pickling():
     import pickle
 
-    from engine.pseudonyms import SecretKey
+    from engine.rules.pseudonyms import SecretKey
 
     secret = SecretKey(KEY.encode())
     assert KEY not in repr(secret) and KEY not in str(secret) and KEY not in repr([secret])

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import engine_command, run_cli, write_csv
-from engine.audit import AuditLog, default_audit_path, read_records
-from engine.pseudonyms import KEY_ENV
+from engine.governance.audit import AuditLog, default_audit_path, read_records
+from engine.rules.pseudonyms import KEY_ENV
 
 USER = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -67,7 +67,7 @@ def test_two_concurrent_runs_append_two_whole_lines(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from engine.audit import AuditLog
+    from engine.governance.audit import AuditLog
 
     writer, count, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     log = AuditLog(Path(sys.argv[1])).open()

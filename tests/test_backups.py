@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli, write_csv
-from engine.backup_archive import FORMAT, MANIFEST_NAME, collect_files, manifest_for, write_archive
-from engine.backups import backup_name, list_backups, restore_backup, verify
 from engine.errors import BackupError
-from engine.retention import RetentionPolicy, backups_to_keep
+from engine.governance.backup_archive import FORMAT, MANIFEST_NAME, collect_files, manifest_for, write_archive
+from engine.governance.backups import backup_name, list_backups, restore_backup, verify
+from engine.governance.retention import RetentionPolicy, backups_to_keep
 
 UTC = dt.timezone.utc
 

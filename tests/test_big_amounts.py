@@ -13,10 +13,11 @@ import pyarrow.csv as pacsv
 import pytest
 
 from conftest import published_bytes, read_outputs, run_cli, run_engine, write_csv
-from engine import exact, outputs, summaries
-from engine.dataflow import analyse
+from engine.dataflow import analyse, summaries
 from engine.errors import InputDataError
-from engine.validation import RAW_COLUMNS, STRING, validate_rows
+from engine.outputs import forms
+from engine.rules import exact
+from engine.rules.validation import RAW_COLUMNS, STRING, validate_rows
 from oracle import expected_outputs
 
 INPUT_ERROR = 3
@@ -26,9 +27,9 @@ INT64_MAX = 2**63 - 1
 #: an int64 sum wraps to 12345 cents (the "123.45" once published)
 WRAP_ROWS = [("2024-01-01", "P1", LARGEST, "C1")] * 184_467 + [("2024-01-01", "P2", "440737097484.28", "C2")]
 WRAP_CENTS = 2**64 + 12345
-#: the money type outputs.py publishes (Parquet decimal): a total of `LIMIT` cents or more
+#: the money type engine.outputs.forms publishes (Parquet decimal): a total of `LIMIT` cents or more
 #: cannot be written
-MONEY_TYPE = outputs._ARROW_TYPES["money"]
+MONEY_TYPE = forms.ARROW_TYPES["money"]
 LIMIT = 10**MONEY_TYPE.precision
 
 
@@ -89,9 +90,9 @@ def test_totals_that_exceed_int64_only_when_partitions_combine_are_exact(across_
     assert int(daily["total_cents"][0]) == 100_000 * 99999999999999 + 3 > INT64_MAX
     # the figures derived from them (trend, top days) are exact too (no money type limit in JSON)
     days = analyse.sales_days(daily)
-    trend = outputs.json_ready(analyse.trend_analysis(days))
+    trend = forms.json_ready(analyse.trend_analysis(days))
     assert trend == expected["trend_analysis"]
-    top = outputs.json_ready(analyse.top_performing_days(days, 5))
+    top = forms.json_ready(analyse.top_performing_days(days, 5))
     assert top == expected["top_performing_days"]
     enriched_ma7 = [exact.money(exact.mean([d.total_cents for d in w])) for w in analyse.moving_windows(days)]
     assert [f"{v:.2f}" for v in enriched_ma7] == [r["total_amount_ma7"] for r in expected["enriched_daily_summary"]]

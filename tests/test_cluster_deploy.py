@@ -72,7 +72,7 @@ def run_printed_command(output: str, source: Path, out: Path) -> subprocess.Comp
 
 
 def small_input(folder: Path) -> Path:
-    from engine.generate import generate_sales
+    from engine.sources.generate import generate_sales
 
     return generate_sales(folder / "sales.csv", 2_000, seed=3).path
 

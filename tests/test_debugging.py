@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import run_cli, write_csv
 
-from engine.debugging import dataflow_variables
+from engine.cli.debugging import dataflow_variables
 
 ROWS = [
     ("2024-01-01", "P1", "10.00", "CUST-ALPHA-001"),

@@ -141,7 +141,7 @@ def test_a_torn_pending_line_does_not_block_replay(tmp_path, isolated_openlineag
 
 def test_the_shared_helper_refuses_links_and_special_files(tmp_path):
     from engine.errors import ConfigurationError
-    from engine.permissions import open_for_append
+    from engine.files.append import open_for_append
 
     target = _victim(tmp_path)
     link = tmp_path / "link"

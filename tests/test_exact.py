@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from engine import exact
+from engine.rules import exact
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of the synthetic sales generator (engine/generate.py).
+"""Tests of the synthetic sales generator (engine/sources/generate.py).
 
 The generated rows are checked against an independent, plain-Python reading of the
 cleaning rules of docs/semantics.md (`reject_reason` below), so the dirt is known to be
@@ -20,8 +20,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import zstandard
 
-import engine.generate as generate_module
-from engine.generate import DIRT_KINDS, GeneratedSummary, generate_sales
+import engine.sources.generate as generate_module
+from engine.sources.generate import DIRT_KINDS, GeneratedSummary, generate_sales
 
 HEADER = ["date", "product_id", "amount", "customer_id"]
 ROWS = 100_000

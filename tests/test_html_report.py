@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_engine
-from engine.generate import generate_sales
+from engine.sources.generate import generate_sales
 
 #: Appended to a copy of the report: measures what Chromium laid out for every chart.
 MEASURE = """

@@ -9,7 +9,7 @@ import logging
 from conftest import engine_command, run_cli, write_csv
 from terminal import run_in_terminal
 
-from engine.logs import bound_run_id, setup_logging
+from engine.observability.logs import bound_run_id, setup_logging
 
 
 def test_credentials_are_masked_in_every_log_line(tmp_path, capsys):

@@ -10,7 +10,7 @@ import urllib3
 
 from conftest import free_port
 
-from engine.logs import mask_credentials, setup_logging
+from engine.observability.logs import mask_credentials, setup_logging
 
 
 def test_query_parameter_credentials_are_masked():
@@ -41,7 +41,7 @@ def test_a_password_containing_at_signs_is_masked_whole():
 def test_urllib3_retry_warnings_and_failed_pushes_are_masked(tmp_path, capsys):
     """Real requests to a port where nothing listens: urllib3 logs its retries itself
     (through the root logger), the Pushgateway push logs its failure."""
-    from engine.prometheus_export import failure_registry, push
+    from engine.observability.prometheus_export import failure_registry, push
 
     log_file = tmp_path / "pipeline.log"
     setup_logging("INFO", log_file)

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import free_port, run_cli, run_engine, wait_for_port
 from engine.config import load_config
 from engine.errors import ConfigurationError, InputDataError
-from engine.generate import generate_sales
-from engine.history import append_history, read_history, success_rate
+from engine.observability.history import append_history, read_history, success_rate
+from engine.sources.generate import generate_sales
 
 STEP_KEYS = {"wall_s", "cpu_s", "driver_peak_rss_bytes", "driver_peak_increase_bytes", "bytes_read", "rows_in",
              "rows_out", "rows_per_second", "lazy"}
@@ -189,7 +189,7 @@ def test_success_rate_counts_readable_entries_only(tmp_path):
 _APPENDER = """
 import sys
 from pathlib import Path
-from engine.history import append_history
+from engine.observability.history import append_history
 for i in range(int(sys.argv[3])):
     append_history(Path(sys.argv[1]), {"status": "success", "writer": int(sys.argv[2]), "i": i, "pad": "x" * 6000})
 """

@@ -5,7 +5,7 @@ distributed run in a fresh process finishes well within its time limit."""
 
 from __future__ import annotations
 
-import engine.frames
+import engine.execution.frames
 from conftest import run_cli, run_engine, write_csv
 
 ORDERING_EXPRESSIONS = {"SortValues", "SetIndex", "SetPartition", "SortIndex", "Repartition", "RepartitionQuantiles"}
@@ -13,16 +13,16 @@ ORDERING_EXPRESSIONS = {"SortValues", "SetIndex", "SetPartition", "SortIndex", "
 
 def test_reductions_contain_no_sort_or_reindex(tmp_path, monkeypatch):
     seen = []
-    real_reduce = engine.frames.reduce_partitions
+    real_reduce = engine.execution.frames.reduce_partitions
 
     def recording_reduce(frame, reduction):
         seen.append(frame)
         return real_reduce(frame, reduction)
 
-    monkeypatch.setattr(engine.frames, "reduce_partitions", recording_reduce)
+    monkeypatch.setattr(engine.execution.frames, "reduce_partitions", recording_reduce)
     source = write_csv(tmp_path / "s.csv", [("2024-01-0%d" % (i % 9 + 1), f"P{i % 4}", "1.5", "") for i in range(200)])
     run_engine(source, tmp_path / "out", mode="dask", partition_size="500B")
-    assert seen and all(engine.frames.is_lazy(frame) for frame in seen)
+    assert seen and all(engine.execution.frames.is_lazy(frame) for frame in seen)
     kinds = {type(node).__name__ for collection in seen for node in collection.expr.walk()}
     assert "FromMap" in kinds  # the walk really covers the graph down to the read
     assert not kinds & ORDERING_EXPRESSIONS

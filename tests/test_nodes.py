@@ -8,8 +8,8 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from engine.alerts import AlertThresholds
 from engine.dataflow import analyse
+from engine.rules.alerts import AlertThresholds
 
 D = dt.date
 

@@ -6,20 +6,20 @@ from collections import Counter
 
 import pytest
 
-import engine.readers
+import engine.sources.readers
 from conftest import run_engine
 
 
 @pytest.mark.parametrize("mode", ["pandas", "dask"])
 def test_each_partition_is_read_exactly_once(dirty_300k, tmp_path, monkeypatch, mode):
     reads = Counter()
-    real_read_task = engine.readers.read_task
+    real_read_task = engine.sources.readers.read_task
 
     def counting_read_task(task, **options):
         reads[(task.file_index, task.offset)] += 1
         return real_read_task(task, **options)
 
-    monkeypatch.setattr(engine.readers, "read_task", counting_read_task)
+    monkeypatch.setattr(engine.sources.readers, "read_task", counting_read_task)
     result = run_engine(dirty_300k, tmp_path, mode=mode, partition_size="1MiB")
     partitions = result.report["input"]["partitions"]
     assert partitions == -(-dirty_300k.stat().st_size // 2**20)

@@ -21,7 +21,7 @@ OTHER = [("2024-03-01", "P9", "9.00", "C9")]
 HOLDER = """
 import sys, time
 from pathlib import Path
-from engine.outputs import output_lock
+from engine.outputs.publication import output_lock
 with output_lock(Path(sys.argv[1]), "holder-run-id"):
     Path(sys.argv[2]).write_text("held")
     while not Path(sys.argv[3]).exists():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PUBLISHED_FILES, engine_command, run_engine, write_csv
-from engine.permissions import DEFAULT_MODES, FileModes
+from engine.files.permissions import DEFAULT_MODES, FileModes
 
 ROWS = [("2024-01-0%d" % d, f"P{d}", f"{d}.50", f"C{d}") for d in range(1, 8)]
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import engine_command, run_cli
 from terminal import run_in_terminal
 
-from engine.progress import ProgressState
+from engine.observability.progress import ProgressState
 
 SUMMARY = re.compile(
     r"\Arun \S+ \((?:pandas|dask|distributed) mode\) finished in [\d.]+ s\n"

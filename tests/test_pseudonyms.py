@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli, write_csv
 from engine.errors import ConfigurationError
-from engine.pseudonyms import KEY_ENV, KEY_FILE_ENV, load_key, pseudonym, pseudonymize
+from engine.rules.pseudonyms import KEY_ENV, KEY_FILE_ENV, load_key, pseudonym, pseudonymize
 
 KEY = b"0123456789abcdef-test-key"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PUBLISHED_FILES, engine_command, published_bytes, run_cli, run_engine, write_csv
-from engine import outputs
+from engine.outputs import publication
 
 ROWS_A = [("2024-01-01", "P1", "1.00", "C1"), ("2024-01-02", "P2", "2.00", "C2"), ("2024-01-03", "P1", "x", "")]
 ROWS_B = [("2024-02-01", "P3", "5.00", "C3"), ("2024-02-02", "P4", "7.25", ""), ("2024-02-05", "P3", "9.00", "C4")]
@@ -65,7 +65,7 @@ class _EveryChange:
         self.inside = False
         for name in MUTATIONS:
             monkeypatch.setattr(os, name, self._wrap(getattr(os, name), check))
-        real_publish = outputs.StagedOutputs.publish
+        real_publish = publication.StagedOutputs.publish
 
         def publish(staged):
             self.inside = True
@@ -74,7 +74,7 @@ class _EveryChange:
             finally:
                 self.inside = False
 
-        monkeypatch.setattr(outputs.StagedOutputs, "publish", publish)
+        monkeypatch.setattr(publication.StagedOutputs, "publish", publish)
 
     def _wrap(self, function, check):
         def wrapped(*args, **kwargs):
@@ -130,7 +130,7 @@ def test_an_older_engine_output_folder_switches_in_one_step(tmp_path, two_runs, 
 
 
 def test_a_backup_taken_at_any_step_of_a_publish_holds_one_run(tmp_path, two_runs, monkeypatch):
-    from engine.backups import create_backup
+    from engine.governance.backups import create_backup
 
     sources, expected = two_runs
     output = tmp_path / "out"

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli, run_engine
-from engine.pseudonyms import pseudonym
+from engine.rules.pseudonyms import pseudonym
 from oracle import row_reasons
 
 KEY = "quarantine-test-key-0123456789"

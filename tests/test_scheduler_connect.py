@@ -159,9 +159,9 @@ def test_a_schedulers_dashboard_port_is_a_cluster_error(tmp_path, sales):
 
 
 def test_the_probe_alone_is_bounded_by_the_timeout():
-    """engine.backends.probe_scheduler, in process, against a silent peer: the deadline holds."""
-    from engine.backends import probe_scheduler
+    """engine.execution.backends.probe_scheduler, in process, against a silent peer: the deadline holds."""
     from engine.errors import ClusterError
+    from engine.execution.backends import probe_scheduler
 
     peer = _Peer(_silent)
     started = time.monotonic()

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from engine.validation import KEPT, REJECT_REASONS, file_profile, is_missing, kept_rows, validate_rows
+from engine.rules.validation import KEPT, REJECT_REASONS, file_profile, is_missing, kept_rows, validate_rows
 
 TEXT = pd.ArrowDtype(pa.string())
 

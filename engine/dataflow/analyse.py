@@ -2,7 +2,7 @@
 
 These nodes work on `daily_sales` (one row per sales day, exact integer cents), a few
 thousand rows at most, so they favour exactness over vectorisation: every figure is
-computed as an exact fraction and rounded once, here, as it is published (engine.exact).
+computed as an exact fraction and rounded once, here, as it is published (engine.rules.exact).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from itertools import groupby
 
 import pandas as pd
 
-from engine import exact, outputs
-from engine.alerts import AlertThresholds, DayTotal, evaluate_alerts
 from engine.errors import InputDataError
-from engine.validation import RAW_COLUMNS
+from engine.outputs import forms
+from engine.rules import exact
+from engine.rules.alerts import AlertThresholds, DayTotal, evaluate_alerts
+from engine.rules.validation import RAW_COLUMNS
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MOVING_WINDOW_DAYS = 7
@@ -58,7 +59,7 @@ def sales_days(daily_sales: pd.DataFrame) -> list[SalesDay]:
 
 def publishable_cents_limit() -> int:
     """The first amount of cents the published money type (Parquet decimal) cannot hold."""
-    money_type = outputs._ARROW_TYPES["money"]
+    money_type = forms.ARROW_TYPES["money"]
     return 10 ** money_type.precision
 
 
@@ -67,7 +68,7 @@ def _check_publishable(cents: int, what: str) -> None:
     rather than write a wrapped or truncated number (docs/semantics.md)."""
     limit = publishable_cents_limit()
     if abs(cents) >= limit:
-        money_type = outputs._ARROW_TYPES["money"]
+        money_type = forms.ARROW_TYPES["money"]
         raise InputDataError(
             f"{what} is {exact.money(cents)}, more than the published money type "
             f"decimal({money_type.precision},{money_type.scale}) holds (at most "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine import frames
-from engine.validation import kept_rows, validate_rows
+from engine.execution import frames
+from engine.rules.validation import kept_rows, validate_rows
 
 
 def validated_sales(raw_sales_data: pd.DataFrame) -> pd.DataFrame:

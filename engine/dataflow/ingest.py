@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.backends import Backend
-from engine.sources import ReadPlan
+from engine.execution.backends import Backend
+from engine.sources.plan import ReadPlan
 
 
 def raw_sales_data(read_plan: ReadPlan, backend: Backend) -> pd.DataFrame:

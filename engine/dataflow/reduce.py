@@ -1,6 +1,6 @@
 """Reduce: every figure that needs the whole (large) input, computed in one pass.
 
-Each partition is summarised in the task that reads and validates it (engine/summaries.py),
+Each partition is summarised in the task that reads and validates it (engine/dataflow/summaries.py),
 and the summaries are combined in one computation, so the input is read once per run
 whatever the mode; everything downstream works on the small results.
 """
@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow as pa
 from hamilton.function_modifiers import extract_fields
 
-from engine import frames, quarantine, summaries
-from engine.pseudonyms import SecretKey
-from engine.sources import ReadPlan
-from engine.validation import MALFORMED_LINE, RAW_COLUMNS
+from engine.dataflow import quarantine, summaries
+from engine.execution import frames
+from engine.rules.pseudonyms import SecretKey
+from engine.rules.validation import MALFORMED_LINE, RAW_COLUMNS
+from engine.sources.plan import ReadPlan
 
 
 @extract_fields(

@@ -4,13 +4,13 @@ Each output column lists the input columns it derives from and how: DIRECT
 IDENTITY / TRANSFORMATION / AGGREGATION, and INDIRECT dependencies (the cleaning rules
 FILTER rows on date, product_id and amount; daily outputs GROUP_BY and SORT on date;
 moving and period figures use a WINDOW over dates). This is the dataflow's own
-description of itself, kept next to the column kinds in engine.outputs.
+description of itself, kept next to the column kinds in engine.outputs.forms.
 """
 
 from __future__ import annotations
 
-from engine import quarantine
-from engine.outputs import TABLE_COLUMNS
+from engine.dataflow import quarantine
+from engine.outputs.forms import TABLE_COLUMNS
 
 #: Published types of table columns, by kind (as in the Parquet files).
 KIND_TYPES = {"date": "date", "money": "decimal(18,2)", "ratio": "double", "count": "bigint",

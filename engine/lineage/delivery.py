@@ -12,13 +12,12 @@ from the file as soon as the backend took it, so a second replay sends nothing a
 line that cannot be read (torn by a full disk or a crash) is moved aside to
 `pending.unreadable.jsonl` with a warning instead of blocking the replay.
 
-The files are opened without following symbolic links (`permissions.open_for_append`):
+The files are opened without following symbolic links (engine.files.append):
 a link planted in the lineage folder is refused, never written through.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -32,8 +31,11 @@ from typing import Any
 from openlineage.client import OpenLineageClient
 from openlineage.client.serde import Serde
 
-from engine import permissions
 from engine.errors import ConfigurationError
+from engine.files import permissions
+from engine.files.append import append_line, open_for_append
+from engine.files.atomic import write_atomically
+from engine.files.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +142,9 @@ def _within_deadline(send, deadline: float) -> str | None:
 def _append_line(path: Path, line: str, what: str) -> None:
     """Append `line` and a newline in one write, then fsync; no link followed (the
     caller holds the folder's lock; the file's own lock guards other writers)."""
-    fd = permissions.open_for_append(path, what=what)
+    fd = open_for_append(path, what=what)
     try:
-        permissions.append_line(fd, (line + "\n").encode("utf-8"))
+        append_line(fd, (line + "\n").encode("utf-8"))
     finally:
         os.close(fd)
 
@@ -175,19 +177,7 @@ def _rewrite(path: Path, lines: list[str]) -> None:
     if not lines:
         path.unlink(missing_ok=True)
         return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)  # a leftover (or a planted link): removed, never followed
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 permissions.policy().file)
-    try:
-        os.fchmod(fd, permissions.policy().file)
-        with open(fd, "w", encoding="utf-8", closefd=False) as handle:
-            handle.write("".join(line + "\n" for line in lines))
-            handle.flush()
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomically(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 def _count_lines(path: Path) -> int:
@@ -203,9 +193,5 @@ def _event_type(event: Any) -> str:
 def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on the lineage folder: concurrent runs never interleave lines."""
     permissions.make_dirs(folder)
-    lock = permissions.open_for_append(folder / _LOCK_NAME, what="the lineage lock file")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(folder / _LOCK_NAME, what="the lineage lock file"):
         yield
-    finally:
-        os.close(lock)  # releases the lock

@@ -39,8 +39,8 @@ from openlineage.client.facet_v2 import (
 from engine import __version__
 from engine.lineage.columns import COLUMN_LINEAGE, published_schema
 from engine.lineage.naming import dataset_identity, datasource_uri
-from engine.outputs import PublishedFile
-from engine.sources import SourceFile
+from engine.outputs.publication import PublishedFile
+from engine.sources.plan import SourceFile
 
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
 ENGINE_FACET_SCHEMA = "https://pypi.org/project/sales-engine/spec/SalesEngineRunFacet.json#/$defs/SalesEngineRunFacet"
@@ -162,7 +162,7 @@ def parent_from_environment(environ: dict | None = None) -> parent_run.ParentRun
 def _job_facets() -> dict[str, Any]:
     from engine import dataflow
 
-    source = "\n\n".join(inspect.getsource(module) for module in dataflow.MODULES)
+    source = "\n\n".join(inspect.getsource(module) for module in dataflow.modules())
     return {
         "jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="HAMILTON", jobType="JOB"),
         "sourceCode": source_code_job.SourceCodeJobFacet(language="python", sourceCode=source),

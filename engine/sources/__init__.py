@@ -1,0 +1,10 @@
+"""The input side: where the sales data comes from and how it is read.
+
+- `plan`: resolving INPUT into files, checking each one, and cutting it into read tasks
+  (find_files, plan_reads, SourceFile, ReadTask, ReadPlan);
+- `readers`: reading one read task (a partition) into a frame of raw text columns;
+- `spool`: compressed inputs, decompressed once into a spool folder and read like plain
+  CSV;
+- `generate`: sample sales data with the dirt real inputs have (`engine generate`, the
+  benchmarks and the tests).
+"""

@@ -1,0 +1,255 @@
+"""Where the sales data comes from: resolving INPUT into files, checking each one, and
+cutting it into read tasks (the partitions every mode reads).
+
+Checks that need only a file's first bytes (exists, not empty, text, has the required
+columns, has a data row) happen here, before any computation starts, so a bad input
+fails in milliseconds with a message that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from engine.errors import InputDataError
+from engine.rules.validation import RAW_COLUMNS, REQUIRED_COLUMNS
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SNIFF_BYTES = 64 * 1024
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: absolute path, format, compression, size and its columns."""
+
+    path: str
+    format: str  # "csv" or "parquet"
+    compression: str | None
+    size: int
+    columns: tuple[str, ...]
+    types: tuple[str, ...] = ()  # column types as stored (empty: all text, as in CSV)
+    #: where the bytes are read from when not `path`: a compressed file's decompressed copy
+    read_path: str | None = None
+    #: size as text, when known (a decompressed copy's size)
+    text_size: int | None = None
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return dict(zip(self.columns, self.types)) if self.types else dict.fromkeys(self.columns, "string")
+
+    @property
+    def text_bytes(self) -> int:
+        """Size as CSV text: exact for plain and decompressed files; Parquet files (and a
+        compressed file not yet decompressed) expand about 4 times."""
+        if self.text_size is not None:
+            return self.text_size
+        return self.size * (4 if self.compression or self.format == "parquet" else 1)
+
+    @property
+    def readable_path(self) -> str:
+        """The file the bytes are read from (a decompressed copy, or the file itself)."""
+        return self.read_path or self.path
+
+    @property
+    def read_size(self) -> int:
+        """Bytes of `readable_path`."""
+        return self.text_size if self.read_path and self.text_size is not None else self.size
+
+    @property
+    def splittable(self) -> bool:
+        return self.format == "csv" and (self.compression is None or self.read_path is not None)
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One partition: a byte range of a CSV file, or row groups of a Parquet file."""
+
+    file: SourceFile
+    file_index: int = 0  # position of the file in the plan (the rows' `source_file`)
+    offset: int = 0
+    length: int | None = None  # None: to the end of the file
+    row_groups: tuple[int, ...] | None = None  # Parquet only; None: all
+    index: int = 0  # position of the task in the plan
+    skip_malformed: bool = False  # skip (and list) CSV lines with a wrong field count
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The whole input: its files and the read tasks that cover them exactly once."""
+
+    source: str
+    files: tuple[SourceFile, ...]
+    tasks: tuple[ReadTask, ...]
+
+    @property
+    def files_without_customer_id(self) -> tuple[int, ...]:
+        """Indexes of the files that have no `customer_id` column (it is optional)."""
+        return tuple(i for i, f in enumerate(self.files) if "customer_id" not in f.columns)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+
+def find_files(source: str) -> tuple[SourceFile, ...]:
+    """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet)."""
+    files = tuple(_inspect(path) for path in _expand(source))
+    if len({f.format for f in files}) > 1:
+        raise InputDataError(f"{source}: mixes CSV and Parquet files; give one format per run")
+    return files
+
+
+def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int,
+               skip_malformed: bool = False) -> ReadPlan:
+    """Read tasks of about `partition_bytes` each that cover every file exactly once."""
+    tasks = (task for index, f in enumerate(files) for task in _tasks_for(f, index, partition_bytes))
+    numbered = tuple(dataclasses.replace(task, index=i, skip_malformed=skip_malformed) for i, task in enumerate(tasks))
+    return ReadPlan(source=source, files=files, tasks=numbered)
+
+
+def _expand(source: str) -> list[str]:
+    if glob.has_magic(source):
+        matches = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise InputDataError(f"{source}: no file matches this pattern")
+        return [os.path.abspath(p) for p in matches]
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(
+            str(p.resolve())
+            for p in path.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "_")) and _format_of(p.name)[0] is not None
+        )
+        if not found:
+            raise InputDataError(f"{source}: directory holds no CSV or Parquet file")
+        return found
+    if not path.exists():
+        raise InputDataError(f"{source}: no such file or directory")
+    return [str(path.resolve())]
+
+
+def _format_of(name: str) -> tuple[str | None, str | None]:
+    lower = name.lower()
+    compression = None
+    for suffix, kind in COMPRESSION_SUFFIXES.items():
+        if lower.endswith(suffix):
+            compression, lower = kind, lower[: -len(suffix)]
+            break
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet", compression
+    if lower.endswith(CSV_SUFFIXES) or compression:
+        return "csv", compression
+    return None, None
+
+
+def _inspect(path: str) -> SourceFile:
+    fmt, compression = _format_of(os.path.basename(path))
+    size = os.path.getsize(path)
+    if size == 0:
+        raise InputDataError(f"{path}: file is empty")
+    if fmt == "parquet":
+        return _inspect_parquet(path, size)
+    return _inspect_csv(path, size, compression)
+
+
+def _inspect_parquet(path: str, size: int) -> SourceFile:
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
+    schema = metadata.schema.to_arrow_schema()
+    columns = tuple(schema.names)
+    _require_columns(path, columns)
+    if metadata.num_rows == 0:
+        raise InputDataError(f"{path}: Parquet file has no rows")
+    return SourceFile(path=path, format="parquet", compression=None, size=size, columns=columns,
+                      types=tuple(str(t) for t in schema.types))
+
+
+def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
+    head = _read_head(path, compression)
+    if not head.strip():
+        raise InputDataError(f"{path}: file is empty")
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    header_end = head.find(b"\n")
+    header = head if header_end < 0 else head[: header_end + 1]
+    if b"\x00" in header or head.count(b"\x00") * 100 > len(head):
+        # A NUL byte on some data line makes that line malformed (engine.sources.readers).
+        raise InputDataError(f"{path}: binary data, not a CSV text file")
+    try:
+        header_text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputDataError(f"{path}: line 1: not UTF-8 text (binary data or another encoding)") from None
+    names = next(csv.reader(io.StringIO(header_text)), [])
+    columns = tuple(name.strip() for name in names)
+    _require_columns(path, columns)
+    if not head[len(header):].strip():
+        raise InputDataError(f"{path}: has a header but no data rows")
+    return SourceFile(path=path, format="csv", compression=compression, size=size, columns=columns)
+
+
+def _read_head(path: str, compression: str | None) -> bytes:
+    try:
+        with pa.input_stream(path, compression=compression) as stream:
+            return stream.read(_SNIFF_BYTES)
+    except (pa.ArrowException, OSError) as error:
+        raise InputDataError(f"{path}: cannot be read ({_first_line(error)})") from None
+
+
+def _require_columns(path: str, columns: tuple[str, ...]) -> None:
+    repeated = [c for c in RAW_COLUMNS if columns.count(c) > 1]
+    if repeated:
+        raise InputDataError(f"{path}: the header names column {repeated[0]!r} {columns.count(repeated[0])} times; "
+                             "which one holds the data is ambiguous")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if not missing:
+        return
+    message = f"{path}: missing required columns: {', '.join(missing)}"
+    if len(columns) == 1:
+        hinted = [d for d in _OTHER_DELIMITERS if d in columns[0]]
+        if hinted:
+            message += f" (the header looks {hinted[0]!r}-separated; the engine reads comma-separated files)"
+    raise InputDataError(message)
+
+
+def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]:
+    if file.format == "parquet":
+        import pyarrow.parquet as pq
+
+        metadata = pq.ParquetFile(file.path).metadata
+        groups, tasks, group_bytes = [], [], 0
+        for group in range(metadata.num_row_groups):
+            groups.append(group)
+            group_bytes += metadata.row_group(group).total_byte_size
+            if group_bytes >= partition_bytes:
+                tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
+                groups, group_bytes = [], 0
+        if groups:
+            tasks.append(ReadTask(file=file, file_index=index, row_groups=tuple(groups)))
+        return tasks
+    size = file.read_size
+    if not file.splittable or size <= partition_bytes:
+        return [ReadTask(file=file, file_index=index)]
+    return [
+        ReadTask(file=file, file_index=index, offset=offset, length=min(partition_bytes, size - offset))
+        for offset in range(0, size, partition_bytes)
+    ]
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+

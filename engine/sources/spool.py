@@ -1,0 +1,129 @@
+"""Compressed CSV inputs, decompressed once into a spool folder and read like plain CSV.
+
+A gzip or zstd file cannot be cut into byte ranges, and its size on disk says little
+about its size as text (274 KB of zstd can hold 3 GB). So before a run plans its reads,
+each compressed CSV file is decompressed in 1 MiB blocks into a plain file in the run's
+spool folder; from there it is split into partitions and read in bounded memory like
+any plain CSV, in every mode, and the mode choice sees its real size. A file that
+expands past `max_decompressed_size` stops the run with an input error naming it.
+
+The spool folder is removed when the run ends, whatever the outcome; one left behind by
+a killed run on this host is removed by the next run that uses the same parent folder.
+Errors and lineage still name the compressed file: only the reading goes to the copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import shutil
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+
+from engine.config import EngineConfig, parse_size
+from engine.errors import ConfigurationError, InputDataError, ResourceError
+from engine.files import permissions
+from engine.sources.plan import SourceFile
+
+PREFIX = ".spool-"
+_BLOCK = 1 << 20
+
+
+class InputSpool:
+    """The spool folder of one run: `<parent>/.spool-<host>-<pid>-<run id>`, made on first use."""
+
+    def __init__(self, parent: Path, run_id: str, limit: int) -> None:
+        self.parent, self.limit = parent, limit
+        self.folder = parent / f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{run_id}"
+
+    def __enter__(self) -> InputSpool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def decompress(self, files: tuple[SourceFile, ...]) -> tuple[SourceFile, ...]:
+        """`files` with every compressed CSV file read from a decompressed copy."""
+        compressed = [i for i, f in enumerate(files) if f.format == "csv" and f.compression and not f.read_path]
+        if not compressed:
+            return files
+        self._make_folder()
+        workers = min(len(compressed), os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decompress") as pool:
+            copies = list(pool.map(lambda i: self._decompress(i, files[i]), compressed))
+        replaced = list(files)
+        for index, copy in zip(compressed, copies):
+            replaced[index] = copy
+        return tuple(replaced)
+
+    def _make_folder(self) -> None:
+        try:
+            permissions.make_dirs(self.parent)
+            _remove_abandoned(self.parent)
+            self.folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise _write_error(self.parent, error) from None
+
+    def _decompress(self, index: int, file: SourceFile) -> SourceFile:
+        target = self.folder / f"{index}.csv"
+        written = 0
+        try:
+            with pa.input_stream(file.path, compression=file.compression) as stream, open(target, "wb") as out:
+                while block := stream.read(_BLOCK):
+                    written += len(block)
+                    if written > self.limit:
+                        raise InputDataError(
+                            f"{file.path}: expands to more than {_size(self.limit)} when decompressed "
+                            f"(max_decompressed_size); raise the limit if this input is genuine")
+                    out.write(block)
+        except InputDataError:
+            target.unlink(missing_ok=True)
+            raise
+        except pa.ArrowException as error:
+            target.unlink(missing_ok=True)
+            raise InputDataError(f"{file.path}: cannot be decompressed ({_first_line(error)})") from None
+        except OSError as error:
+            target.unlink(missing_ok=True)
+            if error.filename is None or os.path.abspath(str(error.filename)) == file.path:
+                raise InputDataError(f"{file.path}: cannot be read ({_first_line(error)})") from None
+            raise _write_error(target, error) from None
+        return dataclasses.replace(file, read_path=str(target), text_size=written)
+
+
+def _write_error(path: Path, error: OSError) -> Exception:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(f"{path}: no space left to decompress the input (spool_dir sets where)")
+    return ConfigurationError(f"{path}: cannot write the decompressed input ({error.strerror or error})")
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Spool folders of runs on this host whose process is gone (killed mid-run)."""
+    import psutil
+
+    prefix = f"{PREFIX}{socket.gethostname()}-"
+    for folder in parent.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def input_spool(config: EngineConfig, beside: Path, run_id: str) -> InputSpool:
+    """The spool of a run configured by `config`: in `spool_dir`, or in `beside` (the
+    output folder) when none is set."""
+    parent = Path(config.spool_dir) if config.spool_dir else beside
+    return InputSpool(parent, run_id, parse_size(config.max_decompressed_size, "max_decompressed_size"))
