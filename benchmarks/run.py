@@ -13,8 +13,9 @@ Commands (see ``commands_for``):
   with the measurement. ``pandas`` mode is skipped above 10M rows.
 * peers doing the core job (read, reject bad rows, daily figures, 7-day moving mean,
   write Parquet): ``naive`` (``naive_pandas.py``, the tutorial script, skipped above 10M
-  rows: it holds the whole file in memory, ~2.4 GiB per 10M rows), ``duckdb``
-  (``peers/duckdb_core.py``), ``polars`` (``peers/polars_core.py``).
+  rows: it holds the whole file in memory, ~2.4 GiB per 10M rows), ``duckdb plain`` and
+  ``polars plain`` (``peers/*_plain.py``: the script a user picking that tool would write
+  first), ``duckdb`` and ``polars`` (``peers/*_core.py``: SPEC §3's exact rules).
 
 Every raw measurement goes to ``RESULTS_DIR/results.json`` (rewritten after every run, so
 an interrupted suite keeps what it measured); then ``report.py`` renders the Markdown
@@ -62,6 +63,8 @@ PEERS = {
     "naive": ("naive pandas", HERE / "naive_pandas.py"),
     "duckdb": ("duckdb", HERE / "peers" / "duckdb_core.py"),
     "polars": ("polars", HERE / "peers" / "polars_core.py"),
+    "duckdb-plain": ("duckdb plain", HERE / "peers" / "duckdb_plain.py"),
+    "polars-plain": ("polars plain", HERE / "peers" / "polars_plain.py"),
 }
 VERSIONED_PACKAGES = [
     "sales-engine", "sf-hamilton", "apache-hamilton", "dask", "distributed", "pandas",

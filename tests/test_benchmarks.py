@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 ENGINE = Path(sys.executable).parent / "engine"
 ALL_COMMANDS = {"engine auto", "engine pandas", "engine dask", "engine distributed",
-                "naive pandas", "duckdb", "polars"}
+                "naive pandas", "duckdb plain", "polars plain", "duckdb", "polars"}
 
 
 def _run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -45,7 +45,8 @@ def test_quick_suite_smallest_size_end_to_end(tmp_path):
     assert results["machine"]["cpu_count"] and results["versions"]["duckdb"]
 
     report = (results_dir / "RESULTS.md").read_text()
-    assert "### 1,000 rows" in report and "wall ÷ DuckDB" in report and "## Targets" in report
+    assert "### 1,000 rows" in report and "wall ÷ fastest plain peer" in report and "## Targets" in report
+    assert "Reference (fastest plain peer): duckdb plain" in report or "Reference (fastest plain peer): polars plain" in report
     assert (results_dir / "chart.png").read_bytes().startswith(b"\x89PNG")
 
     # The report can be rebuilt from results.json alone.
@@ -82,3 +83,19 @@ def test_peers_agree_with_each_other_and_with_the_engine(tmp_path):
     duck_ma7 = pq.read_table(tmp_path / "duckdb_core" / "daily.parquet").column("total_amount_ma7").to_pylist()
     polars_ma7 = pq.read_table(tmp_path / "polars_core" / "daily.parquet").column("total_amount_ma7").to_pylist()
     assert all(abs(a - b) < 1e-6 for a, b in zip(duck_ma7, polars_ma7))
+
+
+def test_the_plain_peers_count_the_same_days_as_the_engine(tmp_path):
+    """The plain peers are what a user would write: not SPEC's exact rules, but the same job
+    (their kept rows differ from the engine's by the rows SPEC rejects and they keep)."""
+    source = tmp_path / "sales.csv"
+    _run(ENGINE, "generate", source, "--rows", "20000", "--seed", "11")
+    _run(ENGINE, "run", source, "--output", tmp_path / "engine", "--mode", "pandas", "--log-level", "WARNING")
+    with open(tmp_path / "engine" / "daily_sales_summary.csv", newline="") as handle:
+        engine = {r["date"]: int(r["transaction_count"]) for r in csv.DictReader(handle)}
+    for peer in ("duckdb_plain", "polars_plain"):
+        _run(sys.executable, BENCH / "peers" / f"{peer}.py", source, tmp_path / peer)
+        table = pq.read_table(tmp_path / peer / "daily.parquet").to_pylist()
+        counts = {str(r["d"]): r["transaction_count"] for r in table}
+        assert set(counts) == set(engine)
+        assert abs(sum(counts.values()) - sum(engine.values())) < 0.02 * sum(engine.values())
