@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.execution.interrupts import terminable
 
     return_freed_memory()
+    owns_process = argv is None  # the `engine` command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     apply_policy(DEFAULT_MODES)  # until a command applies the configured modes
@@ -148,24 +149,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         except EngineError as error:
             if debug:
                 traceback.print_exc()
-            return _outcome(f"error: {error}", error.exit_code, argv)
+            return _outcome(f"error: {error}", error.exit_code, argv, owns_process=owns_process)
         except KeyboardInterrupt as error:
             from engine.execution.interrupts import Terminated, exit_code_of_interrupt
 
             text = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
-            return _outcome(text, exit_code_of_interrupt(error), argv, level="WARNING")
+            return _outcome(text, exit_code_of_interrupt(error), argv, level="WARNING", owns_process=owns_process)
         except Exception as error:  # the last line of defence: report, never crash silently
             if debug:
                 traceback.print_exc()
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return _outcome(f"unexpected error: {type(error).__name__}: {first_line} "
-                            "(rerun with --debug for the traceback)", UNEXPECTED_EXIT_CODE, argv)
+                            "(rerun with --debug for the traceback)", UNEXPECTED_EXIT_CODE, argv,
+                            owns_process=owns_process)
 
 
-def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ERROR") -> int:
+def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ERROR",
+             owns_process: bool = False) -> int:
     """Print the command's outcome line on stderr, last: after the child processes it
     started (a LocalCluster's workers) have exited and every log line is written, and
-    with logging silenced afterwards; masked, escaped, and JSON in the JSON log format."""
+    with logging silenced afterwards (when the command owns the process, stderr itself is
+    closed: a library's exit hook cannot print after it); masked, escaped, and JSON in the
+    JSON log format."""
     from engine.observability.logs import outcome_line, settle_output, silence_after_outcome
 
     try:
@@ -173,7 +178,7 @@ def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ER
         line = outcome_line(message, exit_code, _requested_log_format(argv), level=level)
         print(line, file=sys.stderr, flush=True)
     finally:
-        silence_after_outcome()
+        silence_after_outcome(close_stderr=owns_process)
     return exit_code
 
 

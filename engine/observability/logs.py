@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -301,7 +302,14 @@ def settle_output(timeout: float = 60.0) -> None:
             pass
 
 
-def silence_after_outcome() -> None:
+def silence_after_outcome(close_stderr: bool = False) -> None:
     """After the outcome line: nothing this process logs any more (interpreter shutdown,
-    atexit hooks of libraries) can be printed after it."""
+    atexit hooks of libraries) can be printed after it. With `close_stderr` (the process
+    is the `engine` command), standard error then goes to /dev/null, so neither can what
+    a library prints directly (an exception ignored in a finalizer or a thread)."""
     logging.disable(logging.CRITICAL)
+    if close_stderr:
+        sys.stderr.flush()
+        sink = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(sink, 2)
+        os.close(sink)
