@@ -230,6 +230,14 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class DataflowConfig:
+    """User modules added to the dataflow (engine.dataflow.user_modules)."""
+
+    #: `.py` paths or importable module names; every public function is a node, published
+    modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything a run needs to know."""
 
@@ -253,6 +261,7 @@ class EngineConfig:
     #: the run's log file; none: <output>/pipeline.log
     log_file: str | None = None
     progress: ProgressConfig = field(default_factory=ProgressConfig)
+    dataflow: DataflowConfig = field(default_factory=DataflowConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
@@ -353,7 +362,7 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
         nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig,
                   "MetricsConfig": MetricsConfig, "PermissionsConfig": PermissionsConfig,
                   "AuditConfig": AuditConfig, "BackupConfig": BackupConfig,
-                  "ProgressConfig": ProgressConfig}.get(str(kind))
+                  "ProgressConfig": ProgressConfig, "DataflowConfig": DataflowConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")

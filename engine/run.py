@@ -23,8 +23,10 @@ from openlineage.client.uuid import generate_new_uuid
 from engine import __version__
 from engine.config import EngineConfig
 from engine.dataflow import quarantine
+from engine.dataflow.user_modules import FRAMES, UserModules, load_user_modules
 from engine.errors import ClusterError, ConfigurationError, EngineError, QualityAlertError, ResourceError
 from engine.execution.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
+from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.execution.modes import choose_mode, partition_bytes, plan_summary
 from engine.lineage.delivery import LineageDelivery, configured_client
@@ -32,7 +34,7 @@ from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
 from engine.observability.metrics import RunMetrics, StepTimer, process_usage
 from engine.observability.run_monitor import RunMonitor
-from engine.outputs.forms import write_json, write_outputs
+from engine.outputs.forms import write_json, write_outputs, write_user_output
 from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
 from engine.sources.plan import ReadPlan, find_files, plan_reads
 from engine.sources.spool import InputSpool, input_spool
@@ -63,16 +65,54 @@ def make_backend(mode: str, config: EngineConfig) -> Backend:
     return DistributedBackend(cluster)
 
 
-def build_driver(backend: Backend, adapters: Sequence[Any] = ()) -> Any:
-    """The Hamilton driver for the sales dataflow on `backend`."""
+def build_driver(backend: Backend, adapters: Sequence[Any] = (), user: UserModules | None = None) -> Any:
+    """The Hamilton driver for the sales dataflow on `backend`, with the user's nodes."""
     from hamilton import driver
 
     from engine.dataflow import modules
 
-    builder = driver.Builder().with_modules(*modules()).with_adapter(backend.graph_adapter())
+    builder = driver.Builder().with_modules(*modules(), *(user.modules if user else ())) \
+        .with_adapter(backend.graph_adapter())
     if adapters:
         builder = builder.with_adapters(*adapters)
-    return builder.build()
+    try:
+        return builder.build()
+    except ValueError as error:  # e.g. a user node named like an engine node
+        raise ConfigurationError(f"the dataflow with the user modules cannot be built: {error}") from None
+
+
+def execute_dataflow(dataflow: Any, requested: Sequence[str], inputs: dict[str, Any],
+                     user: UserModules | None = None) -> dict[str, Any]:
+    """The requested nodes' values, with the input read in ONE pass.
+
+    First the pass: `partition_summaries` (the engine's reductions) and every user node
+    that takes a partitioned frame. On Dask frames those are lazy and computed in one
+    Dask computation, which shares each partition's read and validation; in pandas mode
+    the frames such user nodes take are kept while the summaries stream the partitions,
+    and handed to them whole. Then the rest of the dataflow runs on those results.
+    """
+    from engine.execution.frames import PartitionStream
+
+    user = user or UserModules()
+    in_the_pass = [node for node in user.in_the_pass if node in requested or _needed_by(dataflow, node, requested)]
+    frames_taken = sorted({frame for node in in_the_pass for frame in user.frames_taken[node]})
+    # Every frame of one execution shares its source (a pandas mode stream is one source).
+    streams = dataflow.execute(list(FRAMES), inputs=inputs) if frames_taken else {}
+    if any(isinstance(value, PartitionStream) for value in streams.values()):
+        for name in frames_taken:
+            streams[name].retain()
+        summaries = dataflow.execute(["partition_summaries"], inputs=inputs, overrides=streams)
+        overrides = {**summaries, **{name: streams[name].materialize() for name in frames_taken}}
+    else:
+        one_pass = OnePass(dataflow.execute(in_the_pass, inputs=inputs) if in_the_pass else {})
+        summaries = dataflow.execute(["partition_summaries"], inputs={**inputs, "one_pass": one_pass})
+        overrides = {**summaries, **one_pass.results}
+    return dataflow.execute(list(requested), inputs=inputs, overrides=overrides)
+
+
+def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
+    """True if a requested node depends on `node`."""
+    return any(node in {n.name for n in dataflow.what_is_upstream_of(name)} for name in requested)
 
 
 def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str | None = None) -> RunResult:
@@ -115,6 +155,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     recorder = next((a for a in adapters if isinstance(a, LineageRecorder)), None)
     clock = time.perf_counter()
     cpu_start = process_usage()["cpu_s"]
+    user = load_user_modules(config.dataflow.modules)
     files = spool.decompress(find_files(config.input))
     context.files = files
     input_bytes = sum(f.text_bytes for f in files)
@@ -132,9 +173,9 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         worker_usage = (functools.partial(backend.run_on_workers, process_usage)
                         if isinstance(backend, DistributedBackend) else None)
         step_metrics = RunMetrics(worker_usage)
-        driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters])
-        results = driver.execute([*OUTPUTS, "input_profile", "rejected_rows"],
-                                 inputs=_dataflow_inputs(config, plan, backend))
+        driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
+        results = execute_dataflow(driver, [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes],
+                                   _dataflow_inputs(config, plan, backend), user)
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
@@ -144,8 +185,10 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         wall_s=duration, cpu_start_s=cpu_start, known_rows=_deferred_step_rows(metrics))
     report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
                          chunk, metrics, timer, run_metrics)
+    report["user_outputs"] = list(user.nodes)
     with output_errors(output_dir), staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
+        user_rows = {name: write_user_output(name, results[name], staged) for name in user.nodes}
         quarantine.write(results["rejected_rows"], staged.path(quarantine.FILE_NAME))
         write_json(report, staged.path("run_report.json"))
         monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
@@ -154,6 +197,8 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     context.input_profile = results["input_profile"]
     context.published = published
     context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days", "rejected_rows")}
+    context.output_rows.update({name: rows for name, rows in user_rows.items() if rows is not None})
+    context.user_outputs = {name: user.frames_taken[name] for name in user.nodes}
     context.metrics = {"duration_s": report["duration_s"], "rows": report["rows"],
                        "partitions": report["input"]["partitions"], "step_seconds": report["step_seconds"]}
     log.info(
@@ -188,6 +233,7 @@ def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> 
         "id_dtype": config.id_dtype,
         "alert_thresholds": config.alerts.thresholds(),
         "pseudonym_key": quarantine.configured_key(),
+        "one_pass": OnePass(),
     }
 
 

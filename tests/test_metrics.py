@@ -85,7 +85,7 @@ def test_pandas_run_reports_step_and_run_metrics(sales_csv, tmp_path):
     assert steps["raw_sales_data"]["lazy"] and steps["raw_sales_data"]["rows_out"] == raw
     assert steps["raw_sales_data"]["rows_per_second"] is None  # a deferred frame has no throughput of its own
     assert steps["validated_sales"]["rows_in"] == raw == steps["validated_sales"]["rows_out"]
-    reductions = steps["sales_reductions"]
+    reductions = steps["partition_summaries"]
     assert not reductions["lazy"] and reductions["rows_in"] == raw
     assert reductions["rows_per_second"] == pytest.approx(raw / reductions["wall_s"], rel=0.01)
     assert reductions["bytes_read"] >= sales_csv.stat().st_size  # the one pass reads the input here
@@ -95,8 +95,8 @@ def test_pandas_run_reports_step_and_run_metrics(sales_csv, tmp_path):
     assert sum(s["wall_s"] for s in steps.values()) <= run["wall_s"]
     peaks = [s["driver_peak_rss_bytes"] for s in steps.values()]
     assert peaks == sorted(peaks) and peaks[-1] <= run["peak_memory_bytes"]["driver"]  # a high-water mark only rises
-    assert steps["sales_reductions"]["driver_peak_increase_bytes"] == (
-        steps["sales_reductions"]["driver_peak_rss_bytes"] - peaks[list(steps).index("sales_reductions") - 1])
+    assert steps["partition_summaries"]["driver_peak_increase_bytes"] == (
+        steps["partition_summaries"]["driver_peak_rss_bytes"] - peaks[list(steps).index("partition_summaries") - 1])
 
 
 def test_distributed_run_measures_every_worker(sales_csv, tmp_path):
@@ -115,7 +115,7 @@ def test_distributed_run_measures_every_worker(sales_csv, tmp_path):
     assert run["cpu_s"]["workers"] > 0
     assert run["bytes_read"]["workers"] >= sales_csv.stat().st_size
     assert run["cpu_s"]["total"] == pytest.approx(run["cpu_s"]["driver"] + run["cpu_s"]["workers"], abs=0.01)
-    reductions = report["metrics"]["steps"]["sales_reductions"]
+    reductions = report["metrics"]["steps"]["partition_summaries"]
     assert reductions["workers_cpu_s"] > 0 and reductions["workers_bytes_read"] >= sales_csv.stat().st_size
     assert reductions["workers_peak_rss_bytes"] <= run["peak_memory_bytes"]["workers_total"]
     assert report["input"]["partitions"] > 2
@@ -222,8 +222,8 @@ def test_textfile_parses_and_matches_the_run_report(sales_csv, tmp_path):
         assert _value(families, "engine_run_rejected_rows", reason=reason) == count
     assert _value(families, "engine_run_driver_peak_memory_bytes") == report["metrics"]["run"]["peak_memory_bytes"]["driver"]
     assert _value(families, "engine_run_cpu_seconds", process="driver") == report["metrics"]["run"]["cpu_s"]["driver"]
-    assert _value(families, "engine_step_duration_seconds", step="sales_reductions") == \
-        report["metrics"]["steps"]["sales_reductions"]["wall_s"]
+    assert _value(families, "engine_step_duration_seconds", step="partition_summaries") == \
+        report["metrics"]["steps"]["partition_summaries"]["wall_s"]
     assert _value(families, "engine_runs_success_ratio") == 1
     assert _value(families, "engine_run_info", mode="pandas", run_id=report["run_id"]) == 1
 
@@ -282,8 +282,8 @@ def test_runs_push_to_a_real_pushgateway(sales_csv, tmp_path, pushgateway):
     assert _value(pushed, "engine_run_success") == 1
     assert _value(pushed, "engine_run_rows", stage="raw") == 20_000
     assert _value(pushed, "engine_run_duration_seconds") == report["duration_s"]
-    assert _value(pushed, "engine_step_duration_seconds", step="sales_reductions") == \
-        report["metrics"]["steps"]["sales_reductions"]["wall_s"]
+    assert _value(pushed, "engine_step_duration_seconds", step="partition_summaries") == \
+        report["metrics"]["steps"]["partition_summaries"]["wall_s"]
 
     with pytest.raises(InputDataError):
         run_engine(tmp_path / "missing.csv", tmp_path / "out", **settings)

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
     run.add_argument("--workers", type=int, help="workers (dask threads, or LocalCluster processes)")
     run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
+    run.add_argument("--module", action="append", metavar="PATH_OR_MODULE", dest="modules",
+                     help="add a module's functions to the dataflow as nodes, published with the outputs "
+                          "(a .py path or an importable name; repeatable)")
     run.add_argument("--skip-malformed-lines", action="store_const", const="skip", dest="malformed_lines",
                      help="leave out CSV lines with a wrong number of fields (listed in rejected_rows.parquet)")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
@@ -235,6 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             "log_format": args.log_format,
             "log_file": args.log_file,
             "progress.display": args.progress,
+            "dataflow.modules": args.modules,
             "cluster.scheduler": args.scheduler,
             "cluster.workers": args.workers,
         },

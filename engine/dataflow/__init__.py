@@ -9,7 +9,8 @@ per-partition work they share.
 
 - `summaries`: one partition's summary (daily sums, distinct pairs, reject counts, the
   input profile) and how two summaries combine, for `reduce`;
-- `quarantine`: the rejected rows, with why and where, customer ids pseudonymised.
+- `quarantine`: the rejected rows, with why and where, customer ids pseudonymised;
+- `user_modules`: a user's modules of extra nodes, loaded and described.
 
 Nodes are plain functions; which backend runs them (pandas, Dask, dask.distributed) is
 decided by the driver, never inside a node. This file imports none of them (they import

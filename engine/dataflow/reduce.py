@@ -1,8 +1,10 @@
 """Reduce: every figure that needs the whole (large) input, computed in one pass.
 
-Each partition is summarised in the task that reads and validates it (engine/dataflow/summaries.py),
-and the summaries are combined in one computation, so the input is read once per run
-whatever the mode; everything downstream works on the small results.
+Each partition is summarised in the task that reads and validates it
+(engine/dataflow/summaries.py), and the summaries are combined in one computation, so the
+input is read once per run whatever the mode; everything downstream works on the small
+results. `partition_summaries` is where the pass happens: on Dask frames it is a lazy
+reduction that the run computes together with every user node over the same frames.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ from engine.rules.validation import MALFORMED_LINE, RAW_COLUMNS
 from engine.sources.plan import ReadPlan
 
 
+def partition_summaries(validated_sales: pd.DataFrame, pseudonym_key: SecretKey | None,
+                        one_pass: frames.OnePass) -> tuple:
+    """Every partition of the validated sales summarised and the summaries combined: the
+    one pass over the input. On Dask frames it is computed in one computation together
+    with `one_pass`'s companions (the user nodes over the same frames), which share each
+    partition's read and validation. Rejected rows' customer ids are pseudonymised with
+    `pseudonym_key`, or left out."""
+    reduction = frames.PartitionReduction(
+        summarize=functools.partial(summaries.summarize, key=pseudonym_key), combine=summaries.combine,
+        merge_shard=summaries.count_distinct, shards=summaries.SHARDS,
+    )
+    return one_pass.compute(frames.reduce_partitions(validated_sales, reduction))
+
+
 @extract_fields(
     {
         "daily_sales": pd.DataFrame,
@@ -31,17 +47,13 @@ from engine.sources.plan import ReadPlan
         "rejected_rows": pa.Table,
     }
 )
-def sales_reductions(validated_sales: pd.DataFrame, read_plan: ReadPlan, pseudonym_key: SecretKey | None) -> dict:
+def sales_reductions(partition_summaries: tuple, read_plan: ReadPlan) -> dict:
     """The large-data reductions: per-day sales of the kept rows (exact integer cents,
     distinct products), a profile of each input file (records, missing cells, value
     ranges), rejections per reason, the number of distinct raw records (a skipped
     malformed line is never a duplicate), and the rejected rows themselves (the
-    quarantine, customer ids pseudonymised with `pseudonym_key` or left out)."""
-    reduction = frames.PartitionReduction(
-        summarize=functools.partial(summaries.summarize, key=pseudonym_key), combine=summaries.combine,
-        merge_shard=summaries.count_distinct, shards=summaries.SHARDS,
-    )
-    summary, distinct_per_shard = frames.reduce_partitions(validated_sales, reduction)
+    quarantine, customer ids pseudonymised or left out)."""
+    summary, distinct_per_shard = partition_summaries
     profile = _input_profile(summary.profiles, read_plan)
     rejected = summaries.rejected_by_reason(summary)
     return {

@@ -40,6 +40,7 @@ from engine import __version__
 from engine.lineage.columns import COLUMN_LINEAGE, published_schema
 from engine.lineage.naming import dataset_identity, datasource_uri
 from engine.outputs.publication import PublishedFile
+from engine.rules.validation import RAW_COLUMNS
 from engine.sources.plan import SourceFile
 
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
@@ -75,6 +76,8 @@ class RunContext:
     input_profile: pd.DataFrame | None = None
     published: list[PublishedFile] = field(default_factory=list)
     output_rows: dict[str, int] = field(default_factory=dict)
+    #: user nodes published (engine.dataflow.user_modules) and the engine frames each takes
+    user_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
 
 
@@ -222,26 +225,60 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
     inputs = [dataset_identity(file.path) for file in context.files]
     datasets = []
     for published in context.published:
-        if published.output not in COLUMN_LINEAGE:
+        user = published.output in context.user_outputs
+        if published.output not in COLUMN_LINEAGE and not user:
             continue
         namespace, name = dataset_identity(str(published.path))
         state = lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE if published.replaced \
             else lifecycle_state_change_dataset.LifecycleStateChange.CREATE
+        schema = _user_schema(published) if user else published_schema(published.output)
         datasets.append(OutputDataset(
             namespace=namespace, name=name,
             facets={
                 "schema": schema_dataset.SchemaDatasetFacet(fields=[
                     schema_dataset.SchemaDatasetFacetFields(name=column, type=kind, ordinal_position=position)
-                    for position, (column, kind) in enumerate(published_schema(published.output), start=1)]),
+                    for position, (column, kind) in enumerate(schema, start=1)]),
                 "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=published.format),
                 "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=state),
-                "columnLineage": _column_lineage(published.output, inputs),
+                "columnLineage": (_user_column_lineage(schema, inputs) if user
+                                  else _column_lineage(published.output, inputs)),
             },
             outputFacets={"outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                 rowCount=context.output_rows.get(published.output), size=published.size, fileCount=1)},
         ))
     return datasets
+
+
+def _user_schema(published: PublishedFile) -> list[tuple[str, str]]:
+    """A user table's columns and Arrow types, from its published Parquet file (a JSON
+    output has none)."""
+    import pyarrow.parquet as pq
+
+    if published.format == "json":
+        return []
+    try:
+        return [(f.name, str(f.type)) for f in pq.read_schema(published.path.with_suffix(".parquet"))]
+    except OSError:
+        return []
+
+
+def _user_column_lineage(schema: list[tuple[str, str]], inputs: list[tuple[str, str]]
+                         ) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """A user node's column lineage: each of its columns (and the dataset as a whole) may
+    derive from any column of the sales it reads: what the engine can say without reading
+    the node's code."""
+    sources = [(column, "INDIRECT", "AGGREGATION") for column in RAW_COLUMNS]
+
+    def references():
+        return [column_lineage_dataset.InputField(
+                    namespace=namespace, name=name, field=column,
+                    transformations=[column_lineage_dataset.Transformation(type=kind, subtype=subtype, masking=False)])
+                for column, kind, subtype in sources for namespace, name in inputs]
+
+    return column_lineage_dataset.ColumnLineageDatasetFacet(
+        fields={column: column_lineage_dataset.Fields(inputFields=references()) for column, _ in schema},
+        dataset=references())
 
 
 def _column_lineage(output: str, inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:

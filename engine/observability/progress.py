@@ -335,9 +335,16 @@ class RunProgress(NodeExecutionHook, GraphExecutionHook):
         plan: ReadPlan | None = inputs.get("read_plan")
         backend = inputs.get("backend")
         mode = getattr(backend, "name", "pandas")
+        previous = self.state
         self.state = ProgressState(mode=mode, partitions_total=len(plan.tasks) if plan else 0,
                                    expected_rows=expected_rows(plan) if plan else None)
         self.state.steps_total = len(list(execution_path))
+        if previous is not None and previous.partitions_total == self.state.partitions_total:
+            # A run executes its dataflow in parts (the one pass, then the rest): one progress.
+            for name in ("started", "steps_done", "partitions_done", "tasks_done", "tasks_total",
+                         "compute_started", "compute_finished"):
+                setattr(self.state, name, getattr(previous, name))
+            self.state.steps_total += previous.steps_done
         if isinstance(backend, DistributedBackend):
             self._feed, self._backend = _DistributedFeed(self.state), backend
             backend.compute_observers.append(self._feed)

@@ -116,3 +116,92 @@ def write_outputs(results: dict[str, Any], staged: StagedOutputs, tables: tuple[
         write_table_parquet(results[name], name, staged.path(f"{name}.parquet"))
     for name in documents:
         write_json(results[name], staged.path(f"{name}.json"))
+
+
+def write_user_output(name: str, value: Any, staged: StagedOutputs) -> int | None:
+    """A user node's value as published files: a DataFrame (or Series) as `<name>.csv` and
+    `<name>.parquet`, anything else as `<name>.json`. Returns the table's rows (None for
+    JSON).
+
+    A user table is published in a canonical form so that every mode gives the same
+    bytes: a named index becomes columns (an unnamed one is dropped); rows are sorted by the
+    columns, left to right (a Dask group-by has no row order); column types are the
+    plain Arrow ones (int64, float64, bool, date32, timestamp, string). Its CSV cells are
+    written as for the engine's tables (empty for missing, `true`/`false`, dates
+    `YYYY-MM-DD`), numbers as Python writes them.
+    """
+    if isinstance(value, pd.Series):
+        value = value.to_frame()
+    if not isinstance(value, pd.DataFrame):
+        write_json(_plain(value), staged.path(f"{name}.json"))
+        return None
+    table = canonical_table(value)
+    with open(staged.path(f"{name}.csv"), "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(table.column_names)
+        columns = [[_user_cell(v) for v in column.to_pylist()] for column in table.columns]
+        writer.writerows(zip(*columns))
+    pq.write_table(table, staged.path(f"{name}.parquet"), compression="zstd")
+    return table.num_rows
+
+
+def canonical_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as the Arrow table a user output is published as (see write_user_output)."""
+    named = [name for name in frame.index.names if name is not None]
+    frame = frame.reset_index(drop=not named)
+    frame = frame.rename(columns=str)
+    columns = {column: _plain_arrow(frame[column]) for column in frame.columns}
+    table = pa.table(columns)
+    if table.num_rows > 1 and table.num_columns:
+        try:
+            table = table.sort_by([(column, "ascending") for column in table.column_names])
+        except pa.ArrowNotImplementedError:  # a type Arrow cannot sort keeps the node's order
+            pass
+    return table.replace_schema_metadata(None)
+
+
+def _plain_arrow(column: pd.Series) -> pa.Array:
+    """One column as a plain Arrow type, whatever pandas or Dask dtype it arrived in."""
+    kind = column.dtype
+    if isinstance(kind, pd.CategoricalDtype):
+        column = column.astype(object)
+    array = pa.array(column, from_pandas=True)
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if pa.types.is_integer(array.type):
+        return array.cast(pa.int64())
+    if pa.types.is_floating(array.type):
+        return array.cast(pa.float64())
+    if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
+        return array.cast(pa.string())
+    if pa.types.is_timestamp(array.type):
+        return array.cast(pa.timestamp("us", array.type.tz))
+    return array
+
+
+def _user_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if value != value else repr(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A user node's value with numpy and pandas scalars as plain Python values."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
