@@ -13,7 +13,8 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from engine.errors import ClusterError, ConfigurationError, EngineError, Quality
 from engine.execution.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
 from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
-from engine.execution.modes import choose_mode, partition_bytes, plan_summary
+from engine.execution.modes import ModeChoice, choose_mode, partition_bytes, plan_summary
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
@@ -36,7 +37,7 @@ from engine.observability.metrics import RunMetrics, StepTimer, process_usage
 from engine.observability.run_monitor import RunMonitor
 from engine.outputs.forms import write_json, write_outputs, write_user_output
 from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
-from engine.sources.plan import ReadPlan, find_files, plan_reads
+from engine.sources.plan import ReadPlan, SourceFile, find_files, plan_reads
 from engine.sources.spool import InputSpool, input_spool
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,44 @@ def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
     return any(node in {n.name for n in dataflow.what_is_upstream_of(name)} for name in requested)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a command needs to read its input: the files, the mode and why, the backend
+    (started), the partition size and the read plan."""
+
+    files: tuple[SourceFile, ...]
+    choice: ModeChoice
+    backend: Backend
+    partition_bytes: int
+    plan: ReadPlan
+
+
+@contextmanager
+def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: str, *,
+                 skip_malformed: bool | None = None, sized_as: str | None = None,
+                 on_mode_chosen: Callable[[tuple[SourceFile, ...], ModeChoice], None] | None = None,
+                 ) -> Iterator[PreparedRun]:
+    """The one way `engine run`, `--until` and `engine anonymize` prepare to read INPUT:
+    resolve and check the files (compressed ones decompressed into `spool`), choose the
+    mode (logged as `label: mode ...`), start the backend, size the partitions (as for
+    mode `sized_as`, if given) and plan the reads (malformed lines skipped as configured,
+    unless `skip_malformed` says otherwise). The backend is released when the block ends;
+    failures with a known meaning become the engine's one-line errors."""
+    files = spool.decompress(find_files(source))
+    input_bytes = sum(f.text_bytes for f in files)
+    choice = choose_mode(config, input_bytes)
+    log.info("%s: mode %s (%s)", label, choice.mode, choice.reason)
+    if on_mode_chosen is not None:
+        on_mode_chosen(files, choice)
+    backend = make_backend(choice.mode, config)
+    with backend, _translated_failures():
+        chunk = partition_bytes(config, sized_as or choice.mode, input_bytes, backend.memory_per_thread())
+        skip = config.malformed_lines == "skip" if skip_malformed is None else skip_malformed
+        plan = plan_reads(source, files, chunk, skip_malformed=skip)
+        log.info("input %s: %s", source, plan_summary(plan))
+        yield PreparedRun(files, choice, backend, chunk, plan)
+
+
 def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str | None = None) -> RunResult:
     """Run the dataflow on `config.input` and publish the outputs to `config.output`.
 
@@ -156,20 +195,15 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     clock = time.perf_counter()
     cpu_start = process_usage()["cpu_s"]
     user = load_user_modules(config.dataflow.modules)
-    files = spool.decompress(find_files(config.input))
-    context.files = files
-    input_bytes = sum(f.text_bytes for f in files)
-    choice = choose_mode(config, input_bytes)
-    context.mode, context.mode_reason = choice.mode, choice.reason
-    log.info("run %s: mode %s (%s)", context.run_id, choice.mode, choice.reason)
-    if recorder is not None:
-        recorder.start()
+
+    def started(files: tuple[SourceFile, ...], choice: ModeChoice) -> None:
+        context.files, context.mode, context.mode_reason = files, choice.mode, choice.reason
+        if recorder is not None:
+            recorder.start()
+
     timer = StepTimer()
-    backend = make_backend(choice.mode, config)
-    with backend, _translated_failures():
-        chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
-        plan = plan_reads(config.input, files, chunk, skip_malformed=config.malformed_lines == "skip")
-        log.info("input %s: %s", config.input, plan_summary(plan))
+    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started) as prepared:
+        backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
         worker_usage = (functools.partial(backend.run_on_workers, process_usage)
                         if isinstance(backend, DistributedBackend) else None)
         step_metrics = RunMetrics(worker_usage)

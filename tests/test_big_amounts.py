@@ -94,7 +94,7 @@ def test_totals_that_exceed_int64_only_when_partitions_combine_are_exact(across_
     assert trend == expected["trend_analysis"]
     top = forms.json_ready(analyse.top_performing_days(days, 5))
     assert top == expected["top_performing_days"]
-    enriched_ma7 = [exact.money(exact.mean([d.total_cents for d in w])) for w in analyse.moving_windows(days)]
+    enriched_ma7 = [exact.money(exact.mean([d.total_cents for d in w])) for w in analyse._moving_windows(days)]
     assert [f"{v:.2f}" for v in enriched_ma7] == [r["total_amount_ma7"] for r in expected["enriched_daily_summary"]]
 
 

@@ -143,3 +143,15 @@ def test_user_outputs_are_output_datasets_with_schema_and_column_lineage(tmp_pat
     lineage = totals["facets"]["columnLineage"]["fields"]["total_cents"]["inputFields"]
     assert {field["field"] for field in lineage} >= {"amount", "product_id"}
     assert "best_product.json" in outputs
+
+
+def test_until_shows_a_user_node_and_honours_skip_malformed_lines(tmp_path, sales):
+    done = run_cli("run", str(sales), "--until", "product_totals", "--module", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert "product_totals" in done.stdout and "total_cents" in done.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,product_id,amount,customer_id\n2024-01-01,P1,1.00,C1\n2024-01-02,P2,2.00,C2,extra\n")
+    assert run_cli("run", str(bad), "--until", "data_quality_metrics").returncode == 3
+    done = run_cli("run", str(bad), "--until", "data_quality_metrics", "--skip-malformed-lines")
+    assert done.returncode == 0, done.stderr
+    assert "'malformed_line': 1" in done.stdout or '"malformed_line": 1' in done.stdout, done.stdout

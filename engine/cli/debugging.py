@@ -34,12 +34,14 @@ MASKED_COLUMNS = ("customer_id", "fingerprint")
 RENDERED_FORMATS = {".svg": "svg", ".png": "png"}
 
 
-def dataflow_variables() -> list[Any]:
-    """The dataflow's nodes and inputs as Hamilton describes them (HamiltonNode)."""
+def dataflow_variables(modules: tuple[str, ...] = ()) -> list[Any]:
+    """The dataflow's nodes and inputs (with those of the user `modules`) as Hamilton
+    describes them (HamiltonNode)."""
+    from engine.dataflow.user_modules import load_user_modules
     from engine.execution.backends import PandasBackend
     from engine.run import build_driver
 
-    return list(build_driver(PandasBackend()).list_available_variables())
+    return list(build_driver(PandasBackend(), user=load_user_modules(modules)).list_available_variables())
 
 
 def check_node(name: str, variables: Iterable[Any]) -> None:
@@ -57,28 +59,20 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     import logging
 
     from engine.execution.interrupts import InterruptCheckpoint, interruptible
-    from engine.execution.modes import choose_mode, partition_bytes, plan_summary
-    from engine.run import _dataflow_inputs, _translated_failures, build_driver, make_backend
-    from engine.sources.plan import find_files, plan_reads
+    from engine.dataflow.user_modules import load_user_modules
+    from engine.run import _dataflow_inputs, build_driver, execute_dataflow, prepared_run
     from engine.sources.spool import input_spool
 
-    log = logging.getLogger("engine.debugging")  # the name in log lines, kept from before the package layout
-    check_node(node, dataflow_variables())
+    check_node(node, dataflow_variables(config.dataflow.modules))
     if not config.input:
         raise ConfigurationError("no input given (engine run INPUT, or `input:` in the configuration)")
-    with interruptible(), input_spool(config, Path(tempfile.gettempdir()), uuid.uuid4().hex) as spool:
-        files = spool.decompress(find_files(config.input))
-        input_bytes = sum(f.text_bytes for f in files)
-        choice = choose_mode(config, input_bytes)
-        log.info("until %s: mode %s (%s)", node, choice.mode, choice.reason)
-        backend = make_backend(choice.mode, config)
-        with backend, _translated_failures():
-            chunk = partition_bytes(config, choice.mode, input_bytes, backend.memory_per_thread())
-            plan = plan_reads(config.input, files, chunk)
-            log.info("input %s: %s", config.input, plan_summary(plan))
-            driver = build_driver(backend, [InterruptCheckpoint(), *adapters])
-            value = driver.execute([node], inputs=_dataflow_inputs(config, plan, backend))[node]
-            return summarize(node, value)
+    user = load_user_modules(config.dataflow.modules)
+    with interruptible(), input_spool(config, Path(tempfile.gettempdir()), uuid.uuid4().hex) as spool, \
+            prepared_run(config, config.input, spool, f"until {node}") as prepared:
+        driver = build_driver(prepared.backend, [InterruptCheckpoint(), *adapters], user)
+        inputs = _dataflow_inputs(config, prepared.plan, prepared.backend)
+        value = execute_dataflow(driver, [node], inputs, user)[node]
+        return summarize(node, value)
 
 
 def summarize(node: str, value: Any) -> str:

@@ -57,7 +57,7 @@ def sales_days(daily_sales: pd.DataFrame) -> list[SalesDay]:
     ]
 
 
-def publishable_cents_limit() -> int:
+def _publishable_cents_limit() -> int:
     """The first amount of cents the published money type (Parquet decimal) cannot hold."""
     money_type = forms.ARROW_TYPES["money"]
     return 10 ** money_type.precision
@@ -66,7 +66,7 @@ def publishable_cents_limit() -> int:
 def _check_publishable(cents: int, what: str) -> None:
     """Fail the run (exit 3) when a money figure is too large for its published type,
     rather than write a wrapped or truncated number (docs/semantics.md)."""
-    limit = publishable_cents_limit()
+    limit = _publishable_cents_limit()
     if abs(cents) >= limit:
         money_type = forms.ARROW_TYPES["money"]
         raise InputDataError(
@@ -91,7 +91,7 @@ def daily_sales_summary(sales_days: list[SalesDay]) -> pd.DataFrame:
     )
 
 
-def moving_windows(sales_days: list[SalesDay]) -> list[list[SalesDay]]:
+def _moving_windows(sales_days: list[SalesDay]) -> list[list[SalesDay]]:
     """For each sales day, the sales days in the 7 calendar days ending on it (itself included)."""
     windows, start = [], 0
     for index, day in enumerate(sales_days):
@@ -106,7 +106,7 @@ def enriched_daily_summary(daily_sales_summary: pd.DataFrame, sales_days: list[S
     """The daily summary with 7-calendar-day moving means, day-over-day percent changes
     (against the previous sales day) and the day of the week."""
     total_ma7, avg_ma7, total_change, avg_change = [], [], [], []
-    for index, (day, window) in enumerate(zip(sales_days, moving_windows(sales_days))):
+    for index, (day, window) in enumerate(zip(sales_days, _moving_windows(sales_days))):
         total_ma7.append(exact.money(exact.mean([d.total_cents for d in window])))
         avg_ma7.append(exact.money(exact.mean([d.mean_cents for d in window])))
         previous = sales_days[index - 1] if index else None
@@ -217,6 +217,6 @@ def data_quality_metrics(
         },
     }
     day_totals = [DayTotal(day.date, day.total_cents, exact.mean([d.total_cents for d in window]))
-                  for day, window in zip(sales_days, moving_windows(sales_days))]
+                  for day, window in zip(sales_days, _moving_windows(sales_days))]
     metrics["alerts"] = evaluate_alerts(metrics, alert_thresholds, day_totals)
     return metrics

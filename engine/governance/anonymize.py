@@ -40,13 +40,12 @@ from engine.config import EngineConfig
 from engine.errors import ConfigurationError
 from engine.execution.backends import Backend, DaskBackend
 from engine.execution.interrupts import interruptible, raise_if_interrupted
-from engine.execution.modes import choose_mode, partition_bytes, plan_summary
 from engine.files.atomic import atomic_file
 from engine.files.permissions import make_dirs
 from engine.rules.pseudonyms import SecretKey, load_key, pseudonymize
 from engine.rules.validation import RAW_COLUMNS
-from engine.run import _translated_failures, make_backend
-from engine.sources.plan import ReadPlan, ReadTask, SourceFile, find_files, plan_reads
+from engine.run import prepared_run
+from engine.sources.plan import ReadPlan, ReadTask, find_files
 from engine.sources.readers import read_task
 from engine.sources.spool import input_spool
 
@@ -88,26 +87,16 @@ def anonymize(source: str, output: str | Path, config: EngineConfig | None = Non
     key = SecretKey(load_key())
     files = find_files(source)
     target = _target(output, files)
-    with input_spool(config, target.parent, uuid.uuid4().hex) as spool:
-        return _anonymize(source, spool.decompress(files), target, key, config)
-
-
-def _anonymize(source: str, files: tuple[SourceFile, ...], target: Path, key: SecretKey,
-               config: EngineConfig) -> AnonymizeResult:
     parquet = target.suffix.lower() == ".parquet"
-    input_bytes = sum(f.text_bytes for f in files)
-    choice = choose_mode(config, input_bytes)
-    log.info("anonymize %s: mode %s (%s)", source, choice.mode, choice.reason)
-    with interruptible(), make_backend(choice.mode, config) as backend, _translated_failures():
-        # pandas mode copies partition by partition too: it never needs the whole input at once.
-        sized_as = "dask" if choice.mode == "pandas" else choice.mode
-        plan = plan_reads(source, files, partition_bytes(config, sized_as, input_bytes, backend.memory_per_thread()))
-        log.info("input %s: %s", source, plan_summary(plan))
-        with closing(_blocks_in_order(backend, plan, key, parquet)) as blocks:
+    # pandas mode copies partition by partition too (sized as for dask): it never needs the
+    # whole input at once. Every line is copied: a malformed one fails the copy.
+    with interruptible(), input_spool(config, target.parent, uuid.uuid4().hex) as spool, \
+            prepared_run(config, source, spool, f"anonymize {source}", skip_malformed=False, sized_as="dask") as run:
+        with closing(_blocks_in_order(run.backend, run.plan, key, parquet)) as blocks:
             rows = _write_atomically(target, blocks, parquet)
-    return AnonymizeResult(path=target, rows=rows, mode=choice.mode, mode_reason=choice.reason,
-                           partitions=len(plan.tasks),
-                           files_without_customer_id=tuple(files[i].path for i in plan.files_without_customer_id))
+    return AnonymizeResult(path=target, rows=rows, mode=run.choice.mode, mode_reason=run.choice.reason,
+                           partitions=len(run.plan.tasks),
+                           files_without_customer_id=tuple(run.files[i].path for i in run.plan.files_without_customer_id))
 
 
 def pseudonymised_block(task: ReadTask, key: SecretKey, parquet: bool) -> Block:
