@@ -155,3 +155,16 @@ def test_until_shows_a_user_node_and_honours_skip_malformed_lines(tmp_path, sale
     done = run_cli("run", str(bad), "--until", "data_quality_metrics", "--skip-malformed-lines")
     assert done.returncode == 0, done.stderr
     assert "'malformed_line': 1" in done.stdout or '"malformed_line": 1' in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("mode", ["pandas", "dask"])
+def test_id_dtype_is_what_user_nodes_see(tmp_path, sales, mode):
+    module = tmp_path / "dtypes.py"
+    module.write_text("import pandas as pd\n\n"
+                      "def product_id_dtype(cleaned_sales_data: pd.DataFrame) -> dict:\n"
+                      "    return {'dtype': str(cleaned_sales_data['product_id'].dtype)}\n")
+    for id_dtype, expected in (("category", "category"), ("string", "string")):
+        out = tmp_path / id_dtype
+        run_engine(sales, out, mode=mode, id_dtype=id_dtype, **{"dataflow.modules": [str(module)]})
+        seen = json.loads((out / "product_id_dtype.json").read_text())["dtype"]
+        assert seen.startswith(expected), seen
