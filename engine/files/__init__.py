@@ -13,6 +13,8 @@ through this package, so the rules are written once:
   processes;
 - `append`: appending one line at a time to a log-like file (the run history, the
   lineage record, the audit log, the log file).
+- `leftovers`: folders a killed run left behind (staging, input spool), removed by the
+  next run.
 
 It depends on nothing of the engine but `engine.errors`.
 """

@@ -46,3 +46,22 @@ def open_regular_file(path: Path | str, flags: int, mode: int | None, what: str,
         os.close(fd)
         raise
     return fd
+
+
+def read_own_text(path: Path | str, what: str) -> str | None:
+    """The text of one of the engine's own files (None when there is none), read without
+    following a symbolic link: a link or special file in its place is refused with a
+    ConfigurationError naming the path and `what` it is ("the run history")."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(path):
+            raise ConfigurationError(f"{path}: {what} is a symbolic link; the engine does not follow links for "
+                                     "its own files (remove the link)") from None
+        raise
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigurationError(f"{path}: {what} is not a regular file")
+        return handle.read().decode("utf-8", errors="replace")

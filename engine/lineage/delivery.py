@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,11 +30,11 @@ from typing import Any
 from openlineage.client import OpenLineageClient
 from openlineage.client.serde import Serde
 
-from engine.errors import ConfigurationError
 from engine.files import permissions
 from engine.files.append import append_line, open_for_append
 from engine.files.atomic import write_atomically
 from engine.files.locks import file_lock
+from engine.files.opening import read_own_text
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +157,7 @@ def _parses(line: str) -> bool:
 
 def _read_pending(path: Path) -> str:
     """The pending file's text; a link or special file in its place is refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return ""
-    except OSError:
-        if path.is_symlink():
-            raise ConfigurationError(f"{path}: the pending lineage events file is a symbolic link; the engine "
-                                     "does not follow links (remove the link)") from None
-        raise
-    with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ConfigurationError(f"{path}: the pending lineage events file is not a regular file")
-        return handle.read().decode("utf-8", errors="replace")
+    return read_own_text(path, "the pending lineage events file") or ""
 
 
 def _rewrite(path: Path, lines: list[str]) -> None:

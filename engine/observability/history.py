@@ -13,20 +13,19 @@ in its place is refused (ConfigurationError, exit 2), its target left as it is.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import logging
 import math
 import os
-import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError
+from engine.errors import UNEXPECTED_EXIT_CODE, EngineError
 from engine.execution.interrupts import exit_code_of_interrupt
 from engine.files import permissions
 from engine.files.append import append_line, open_for_append
+from engine.files.opening import read_own_text
 
 log = logging.getLogger("engine.history")  # the name in log lines, kept from before the package layout
 
@@ -119,19 +118,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     not an entry (torn by a full disk, edited by hand, a field such as `duration_s: null`)
     is skipped with a warning, and one without a start time or duration is kept (it counts
     in the success rate) with a warning: such lines never fail a run."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
+    text = read_own_text(path, "the run history")
+    if text is None:
         return []
-    except OSError as error:
-        if error.errno == errno.ELOOP or os.path.islink(path):
-            raise ConfigurationError(f"{path}: the run history is a symbolic link; the engine does not follow "
-                                     "links for the files it appends to (remove the link)") from None
-        raise
-    with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ConfigurationError(f"{path}: the run history is not a regular file")
-        text = handle.read().decode("utf-8", errors="replace")
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

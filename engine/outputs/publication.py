@@ -35,6 +35,7 @@ from pathlib import Path
 from engine.errors import ConfigurationError, EngineError, OutputBusyError, ResourceError
 from engine.files import permissions
 from engine.files.atomic import fsync_directory
+from engine.files.leftovers import owned_name, remove_abandoned
 from engine.files.locks import file_lock, lock, open_lock_file
 
 STAGING_PREFIX = ".staging-"
@@ -65,7 +66,7 @@ class StagedOutputs:
     def __init__(self, output_dir: Path, run_id: str) -> None:
         self.output_dir = output_dir
         self.run_id = run_id
-        self.folder = output_dir / f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{run_id}"
+        self.folder = output_dir / owned_name(STAGING_PREFIX, run_id)
         self.names: list[str] = []
 
     def path(self, name: str) -> Path:
@@ -337,7 +338,7 @@ def output_errors(output_dir: Path) -> Iterator[None]:
 def staged_outputs(output_dir: Path, run_id: str) -> Iterator[StagedOutputs]:
     """A staging folder for one run, removed whether the run publishes or fails."""
     permissions.make_dirs(output_dir)
-    _remove_abandoned_staging(output_dir)
+    remove_abandoned(output_dir, STAGING_PREFIX)
     staged = StagedOutputs(output_dir, run_id)
     staged.folder.mkdir(mode=0o700)  # only the run itself works in here
     try:
@@ -346,12 +347,3 @@ def staged_outputs(output_dir: Path, run_id: str) -> Iterator[StagedOutputs]:
         shutil.rmtree(staged.folder, ignore_errors=True)
 
 
-def _remove_abandoned_staging(output_dir: Path) -> None:
-    """Staging folders of runs on this host whose process is gone (killed mid-write)."""
-    import psutil
-
-    prefix = f"{STAGING_PREFIX}{socket.gethostname()}-"
-    for folder in output_dir.glob(f"{prefix}*"):
-        pid = folder.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)

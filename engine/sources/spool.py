@@ -18,7 +18,6 @@ import dataclasses
 import errno
 import os
 import shutil
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pyarrow as pa
 from engine.config import EngineConfig, parse_size
 from engine.errors import ConfigurationError, InputDataError, ResourceError
 from engine.files import permissions
+from engine.files.leftovers import owned_name, remove_abandoned
 from engine.sources.plan import SourceFile
 
 PREFIX = ".spool-"
@@ -38,7 +38,7 @@ class InputSpool:
 
     def __init__(self, parent: Path, run_id: str, limit: int) -> None:
         self.parent, self.limit = parent, limit
-        self.folder = parent / f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{run_id}"
+        self.folder = parent / owned_name(PREFIX, run_id)
 
     def __enter__(self) -> InputSpool:
         return self
@@ -63,7 +63,7 @@ class InputSpool:
     def _make_folder(self) -> None:
         try:
             permissions.make_dirs(self.parent)
-            _remove_abandoned(self.parent)
+            remove_abandoned(self.parent, PREFIX)
             self.folder.mkdir(mode=0o700)
         except FileExistsError:
             pass
@@ -100,17 +100,6 @@ def _write_error(path: Path, error: OSError) -> Exception:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return ResourceError(f"{path}: no space left to decompress the input (spool_dir sets where)")
     return ConfigurationError(f"{path}: cannot write the decompressed input ({error.strerror or error})")
-
-
-def _remove_abandoned(parent: Path) -> None:
-    """Spool folders of runs on this host whose process is gone (killed mid-run)."""
-    import psutil
-
-    prefix = f"{PREFIX}{socket.gethostname()}-"
-    for folder in parent.glob(f"{prefix}*"):
-        pid = folder.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _size(size: int) -> str:
