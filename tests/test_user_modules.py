@@ -168,3 +168,19 @@ def test_id_dtype_is_what_user_nodes_see(tmp_path, sales, mode):
         run_engine(sales, out, mode=mode, id_dtype=id_dtype, **{"dataflow.modules": [str(module)]})
         seen = json.loads((out / "product_id_dtype.json").read_text())["dtype"]
         assert seen.startswith(expected), seen
+
+
+def test_engine_dag_shows_the_user_nodes(tmp_path):
+    done = run_cli("dag", "--module", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert '"cleaned_sales_data" -> "product_totals"' in done.stdout
+    assert '"product_totals" -> "best_product"' in done.stdout
+
+
+def test_every_mode_gives_the_example_the_same_bytes(tmp_path, sales):
+    copies = []
+    for mode, settings in (("pandas", {}), ("dask", {"partition_size": "200KiB"}),
+                           ("distributed", {"partition_size": "300KiB", "cluster.workers": 2})):
+        run_engine(sales, tmp_path / mode, mode=mode, **{"dataflow.modules": [str(EXAMPLE)]}, **settings)
+        copies.append({name: (tmp_path / mode / name).read_bytes() for name in USER_FILES})
+    assert copies[0] == copies[1] == copies[2]

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dag = commands.add_parser("dag", help="write the dataflow graph (DOT; SVG/PNG with Graphviz)")
     dag.add_argument("--output", metavar="FILE", help="a .dot, .svg or .png file (default: DOT on stdout)")
+    dag.add_argument("--module", action="append", metavar="PATH_OR_MODULE", dest="modules", default=[],
+                     help="show a user module's nodes too (as for engine run; repeatable)")
 
     lineage = commands.add_parser("lineage", help="the OpenLineage events of runs")
     lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True, parser_class=_Parser)
@@ -310,10 +312,11 @@ def _run_until(config, node: str) -> int:
 def _dag(args: argparse.Namespace) -> int:
     from engine.cli.debugging import dataflow_dot, write_dag
 
+    modules = tuple(args.modules)
     if not args.output:
-        sys.stdout.write(dataflow_dot())
+        sys.stdout.write(dataflow_dot(modules=modules))
         return 0
-    written, note = write_dag(Path(args.output))
+    written, note = write_dag(Path(args.output), modules)
     for path in written:
         _say(f"wrote {path}")
     if note:

@@ -168,12 +168,12 @@ def _plain(value: Any) -> Any:
 
 # --- engine dag ---------------------------------------------------------------------
 
-def dataflow_dot(variables: Iterable[Any] | None = None) -> str:
-    """The dataflow as a Graphviz DOT graph: one cluster per dataflow module, inputs as
-    dashed parallelograms, the published outputs in bold."""
+def dataflow_dot(variables: Iterable[Any] | None = None, modules: tuple[str, ...] = ()) -> str:
+    """The dataflow (with the user `modules`) as a Graphviz DOT graph: one cluster per
+    dataflow module, inputs as dashed parallelograms, the published outputs in bold."""
     from engine.dataflow import OUTPUTS
 
-    variables = list(dataflow_variables() if variables is None else variables)
+    variables = list(dataflow_variables(modules) if variables is None else variables)
     lines = ["digraph sales_dataflow {", "  rankdir=LR;",
              '  graph [fontname="Helvetica"];', '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];']
     by_module: dict[str, list[Any]] = {}
@@ -208,13 +208,13 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def write_dag(target: Path) -> tuple[list[Path], str | None]:
+def write_dag(target: Path, modules: tuple[str, ...] = ()) -> tuple[list[Path], str | None]:
     """Write the dataflow graph to `target`: a .dot file, or for .svg / .png a .dot file
     beside it and the picture rendered by Graphviz's `dot` when it is installed.
 
     Returns the files written and, when the picture could not be made, a note saying why.
     """
-    dot_text = dataflow_dot()
+    dot_text = dataflow_dot(modules=modules)
     suffix = target.suffix.lower()
     dot_path = target if suffix not in RENDERED_FORMATS else target.with_suffix(".dot")
     write_atomically(dot_path, dot_text.encode("utf-8"))
