@@ -95,7 +95,9 @@ def execute_dataflow(dataflow: Any, requested: Sequence[str], inputs: dict[str, 
     from engine.execution.frames import PartitionStream
 
     user = user or UserModules()
-    in_the_pass = [node for node in user.in_the_pass if node in requested or _needed_by(dataflow, node, requested)]
+    in_the_pass = [node for node in user.in_the_pass if _needed_by(dataflow, node, requested)]
+    if not in_the_pass and not _needed_by(dataflow, "partition_summaries", requested):
+        return dataflow.execute(list(requested), inputs=inputs)  # e.g. --until validated_sales
     frames_taken = sorted({frame for node in in_the_pass for frame in user.frames_taken[node]})
     # Every frame of one execution shares its source (a pandas mode stream is one source).
     streams = dataflow.execute(list(FRAMES), inputs=inputs) if frames_taken else {}
@@ -112,8 +114,9 @@ def execute_dataflow(dataflow: Any, requested: Sequence[str], inputs: dict[str, 
 
 
 def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
-    """True if a requested node depends on `node`."""
-    return any(node in {n.name for n in dataflow.what_is_upstream_of(name)} for name in requested)
+    """True if `node` is requested or a requested node depends on it."""
+    return node in requested or any(node in {n.name for n in dataflow.what_is_upstream_of(name)}
+                                    for name in requested)
 
 
 @dataclass(frozen=True)
