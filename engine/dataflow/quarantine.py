@@ -40,17 +40,23 @@ _PARTIAL = pa.schema([
 
 def partition_rejects(validated: pd.DataFrame, key: SecretKey | None) -> pa.Table:
     """The partition's rejected rows and skipped malformed lines, positions unresolved."""
-    rejected = validated[validated["reject_reason"].to_numpy() != KEPT]
+    reasons = validated["reject_reason"].to_numpy()
+    rejected = np.flatnonzero(reasons != KEPT)
+    count = len(rejected)
     task = np.int32(validated.attrs.get("task", 0))
-    customers = pa.array(rejected["customer_id"].array, pa.string())
-    customers = pseudonymize(customers, key.reveal()) if key is not None else pa.nulls(len(rejected), pa.string())
+    picked = pa.array(rejected)
+
+    def cells(column: str) -> pa.Array:  # the rejected rows' cells of one column, as text
+        return pc.take(pa.array(validated[column].array, pa.string()), picked)
+
+    customers = pseudonymize(cells("customer_id"), key.reveal()) if key is not None else pa.nulls(count, pa.string())
     rows = pa.table({
-        "task": pa.array(np.full(len(rejected), task, dtype=np.int32)),
-        "position": pa.array(rejected["line_position"].to_numpy(), pa.int32()),
-        "reason": pa.array(rejected["reject_reason"].to_numpy(), pa.int8()),
-        **{name: pa.array(rejected[f"{name}_text"].array, pa.string()) for name in TEXT_KEPT_FOR_QUARANTINE},
+        "task": pa.array(np.full(count, task, dtype=np.int32)),
+        "position": pa.array(validated["line_position"].to_numpy()[rejected], pa.int32()),
+        "reason": pa.array(reasons[rejected], pa.int8()),
+        **{name: cells(f"{name}_text") for name in TEXT_KEPT_FOR_QUARANTINE},
         "customer_id": customers,
-        "detail": pa.nulls(len(rejected), pa.string()),
+        "detail": pa.nulls(count, pa.string()),
     }, schema=_PARTIAL)
     malformed = validated.attrs.get("malformed") or []
     if not malformed:

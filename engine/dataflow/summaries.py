@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from engine.dataflow import quarantine
 from engine.rules.pseudonyms import SecretKey
-from engine.rules.validation import ALL_REJECT_REASONS, KEPT, MALFORMED_LINE_CODE, PROFILE_COMBINE, file_profile, kept_rows
+from engine.rules.validation import ALL_REJECT_REASONS, KEPT, MALFORMED_LINE_CODE, PROFILE_COMBINE, file_profile
 
 #: Fingerprint ranges merged independently; enough to keep every core busy.
 SHARDS = 16
@@ -39,6 +39,8 @@ _SHARD_SHIFT = np.uint64(64 - int(np.log2(SHARDS)))
 _HALF = 32
 _LOW_MASK = (1 << _HALF) - 1
 _INT64_MAX = np.iinfo(np.int64).max
+#: Every integer below this is exact as a float64.
+_FLOAT_EXACT = 2**53
 
 
 @dataclass
@@ -66,11 +68,12 @@ def summarize(validated: pd.DataFrame, key: SecretKey | None = None) -> tuple:
 
     `key` pseudonymises the customer ids of rejected rows; without it they are left out.
     """
-    kept = kept_rows(validated)
-    day = pc.cast(pa.array(kept["date"]), pa.int32())
-    days = _day_totals(day, kept["amount_cents"].to_numpy())
-    pairs = pa.table({"day": day, "product_id": pa.array(kept["product_id"])})
-    reasons = np.bincount(validated["reject_reason"].to_numpy(), minlength=len(ALL_REJECT_REASONS) + 1).astype(np.int64)
+    reason = validated["reject_reason"].to_numpy()
+    kept = pa.array(reason == KEPT)
+    day = pc.cast(pc.filter(pa.array(validated["date"]), kept), pa.int32())
+    days = _day_totals(day, pc.filter(pa.array(validated["amount_cents"]), kept).to_numpy())
+    pairs = _day_products(day, pc.filter(pa.array(validated["product_id"]), kept))
+    reasons = np.bincount(reason, minlength=len(ALL_REJECT_REASONS) + 1).astype(np.int64)
     profile = file_profile(validated)
     malformed = len(validated.attrs.get("malformed") or ())
     if malformed:
@@ -79,7 +82,7 @@ def summarize(validated: pd.DataFrame, key: SecretKey | None = None) -> tuple:
         profile = pd.concat([profile, extra], ignore_index=True).groupby("source_file", as_index=False).agg(
             {**PROFILE_COMBINE, "rows": "sum"})
     task_lines = {validated.attrs["task"]: validated.attrs["lines"]} if "task" in validated.attrs else {}
-    summary = SalesSummary(days, _distinct(pairs), reasons, profile, quarantine.partition_rejects(validated, key),
+    summary = SalesSummary(days, pairs, reasons, profile, quarantine.partition_rejects(validated, key),
                            task_lines)
     return (summary, *_shards(_sorted_distinct(validated["fingerprint"].to_numpy())))
 
@@ -131,6 +134,19 @@ def _day_totals(day: pa.Array, cents: np.ndarray) -> pa.Table:
     """Per day of the kept rows: the exact total cents (as halves) and the number of sales."""
     cents = np.asarray(cents, dtype=np.int64)
     largest = max(int(cents.max()), -int(cents.min())) if cents.size else 0
+    if largest * cents.size < _FLOAT_EXACT and cents.size:
+        # No partial sum of these rows reaches 2**53, so summing them as float64 (by day,
+        # with bincount) is exact; the days of a partition are a narrow range.
+        days = np.asarray(day.to_numpy(), dtype=np.int64)
+        first = int(days.min())
+        span = int(days.max()) - first + 1
+        if span <= max(1 << 20, 4 * days.size):
+            counts = np.bincount(days - first, minlength=span)
+            sums = np.bincount(days - first, weights=cents.astype(np.float64), minlength=span)
+            present = np.flatnonzero(counts)
+            totals = sums[present].astype(np.int64)
+            return _days_table(pa.array((present + first).astype(np.int32)), totals >> _HALF, totals & _LOW_MASK,
+                               pa.array(counts[present].astype(np.int64)))
     if largest * cents.size <= _INT64_MAX:  # the fast path: no sum of these rows can wrap
         grouped = pa.table({"day": day, "cents": cents}).group_by("day").aggregate(
             [("cents", "sum"), ("cents", "count")])
@@ -142,6 +158,32 @@ def _day_totals(day: pa.Array, cents: np.ndarray) -> pa.Table:
         hi, lo = _carry(grouped["hi_sum"].to_numpy(), grouped["lo_sum"].to_numpy())
         grouped = grouped.rename_columns(["day", "hi_sum", "lo_sum", "cents_count"])
     return _days_table(grouped["day"], hi, lo, grouped["cents_count"])
+
+
+def _day_products(day: pa.Array, product: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The distinct (day, product_id) pairs of the kept rows, in buffers of their own. When
+    the days times the products are few, a pair is a cell of a table of flags (a product
+    is its index among the distinct products); otherwise a group-by finds them."""
+    encoded = pc.dictionary_encode(product)
+    if isinstance(encoded, pa.ChunkedArray):
+        dictionary = encoded.chunk(encoded.num_chunks - 1).dictionary if encoded.num_chunks else pa.array([], pa.string())
+        if not all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks):
+            return _distinct(pa.table({"day": day, "product_id": product}))
+        codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks] or [np.zeros(0, np.int32)])
+    else:
+        dictionary, codes = encoded.dictionary, encoded.indices.to_numpy()
+    days = np.asarray(day.to_numpy(), dtype=np.int64)
+    if not days.size:
+        return pa.table({"day": pa.array([], pa.int32()), "product_id": pa.array([], pa.string())})
+    first = int(days.min())
+    cells = (int(days.max()) - first + 1) * len(dictionary)
+    if cells > max(1 << 22, 4 * days.size):
+        return _distinct(pa.table({"day": day, "product_id": product}))
+    seen = np.zeros(cells, dtype=bool)
+    seen[(days - first) * len(dictionary) + codes] = True
+    found = np.flatnonzero(seen)
+    return pa.table({"day": pa.array((found // len(dictionary) + first).astype(np.int32)),
+                     "product_id": dictionary.take(pa.array(found % len(dictionary)))})
 
 
 def _days_table(day: pa.ChunkedArray, hi: np.ndarray, lo: np.ndarray, count: pa.ChunkedArray) -> pa.Table:

@@ -86,7 +86,7 @@ def _parse_csv(task: ReadTask, original: bytes, threads: bool | None, broken: di
     malformed with `skip_malformed`, an error naming the first of them otherwise."""
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
     lines = original.count(b"\n")
-    if not original.strip():  # a block that begins inside the file's last line
+    if not original or original.isspace():  # a block that begins inside the file's last line
         return TaskRows(pa.table({c: pa.array([], pa.string()) for c in columns}), np.zeros(0, np.int32), lines)
     header = 1 if task.offset == 0 else 0
     convert = pacsv.ConvertOptions(
@@ -109,12 +109,14 @@ def _parse_csv(task: ReadTask, original: bytes, threads: bool | None, broken: di
         rows = _read_csv_skipping_malformed(task, data, lines, header, convert, error, broken)
         records = len(rows.positions)  # the lines it kept
     else:
-        if b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n")):
+        records = lines + (0 if data.endswith(b"\n") else 1) - header
+        # Every line gave a record (no empty line was skipped, none ran on): positions
+        # are the line numbers. Otherwise the empty lines are looked for.
+        if table.num_rows != records and (b"\n\n" in data or b"\n\r\n" in data or data.startswith((b"\n", b"\r\n"))):
             positions = _nonempty_lines(data)[header:]
             records = len(positions)
         else:
             positions = np.arange(header, header + table.num_rows, dtype=np.int32)
-            records = lines + (0 if data.endswith(b"\n") else 1) - header
         rows = TaskRows(table, positions, lines, sorted(broken.items()))
     if b'"' in data and _spans_lines(rows.table, records):
         # A quote opened mid-line (its line's quotes pair up) ran on into later lines.
@@ -187,9 +189,34 @@ def broken_lines(data: bytes) -> dict[int, str]:
 
 
 def _odd_quote_lines(data: bytes) -> np.ndarray:
-    """Positions of the lines holding an odd number of quote characters."""
-    if data.count(b'"') <= _FEW:
-        return np.flatnonzero(np.bincount(_lines_of(data, b'"')) % 2)
+    """Positions of the lines holding an odd number of quote characters.
+
+    Lines with quotes are visited one by one with byte searches (in most data they are a
+    small share of lines, and most have an even count), and only the lines found odd are
+    numbered; when quoted lines are many, numpy counts the quotes of every line."""
+    odd_starts: list[int] = []
+    visited = 0
+    offset = data.find(b'"')
+    while offset != -1:
+        visited += 1
+        if visited > _FEW:
+            return _odd_quote_lines_numpy(data)
+        start = data.rfind(b"\n", 0, offset) + 1
+        end = data.find(b"\n", offset)
+        if end == -1:
+            end = len(data)
+        if data.count(b'"', start, end) & 1:
+            odd_starts.append(start)
+        offset = data.find(b'"', end)
+    lines, line, previous = [], 0, 0
+    for start in odd_starts:
+        line += data.count(b"\n", previous, start)
+        previous = start
+        lines.append(line)
+    return np.array(lines, dtype=np.int64)
+
+
+def _odd_quote_lines_numpy(data: bytes) -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
     starts = np.concatenate(([0], np.flatnonzero(buffer[:-1] == 0x0A) + 1))
     # Per-line sums in uint8 wrap at 256, which keeps their parity.
