@@ -184,3 +184,17 @@ def test_every_mode_gives_the_example_the_same_bytes(tmp_path, sales):
         run_engine(sales, tmp_path / mode, mode=mode, **{"dataflow.modules": [str(EXAMPLE)]}, **settings)
         copies.append({name: (tmp_path / mode / name).read_bytes() for name in USER_FILES})
     assert copies[0] == copies[1] == copies[2]
+
+
+def test_pandas_mode_does_not_import_dask(tmp_path, sales):
+    """pandas mode is for a fast start: neither Dask nor distributed is imported."""
+    probe = ("import sys; from engine.cli import main; code = main(sys.argv[1:]); "
+             "print('DASK' if any(m == 'dask' or m.startswith(('dask.', 'distributed')) for m in sys.modules) "
+             "else 'NO-DASK'); sys.exit(code)")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", probe, "run", str(sales), "--output", str(tmp_path / "out"),
+                           "--mode", "pandas"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "NO-DASK"

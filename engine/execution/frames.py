@@ -177,9 +177,11 @@ class OnePass:
         combines and merges are Dask's own tree reductions over the summary rows, so that
         one computation plans every consumer of a partition together and reads it once.
         """
+        names = list(self.companions)
+        if not isinstance(reduction, LazyReduction) and not names:
+            return reduction  # pandas mode: reduced already, and Dask is never imported
         import dask
 
-        names = list(self.companions)
         if not isinstance(reduction, LazyReduction):
             self.results.update(zip(names, dask.compute(*self.companions.values())))
             return reduction
