@@ -133,16 +133,17 @@ class PreparedRun:
 
 @contextmanager
 def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: str, *,
+                 files: tuple[SourceFile, ...] | None = None,
                  skip_malformed: bool | None = None, sized_as: str | None = None,
                  on_mode_chosen: Callable[[tuple[SourceFile, ...], ModeChoice], None] | None = None,
                  ) -> Iterator[PreparedRun]:
     """The one way `engine run`, `--until` and `engine anonymize` prepare to read INPUT:
-    resolve and check the files (compressed ones decompressed into `spool`), choose the
-    mode (logged as `label: mode ...`), start the backend, size the partitions (as for
-    mode `sized_as`, if given) and plan the reads (malformed lines skipped as configured,
-    unless `skip_malformed` says otherwise). The backend is released when the block ends;
+    resolve and check the files (unless the caller has: `files`; compressed ones are
+    decompressed into `spool`), choose the mode (logged as `label: mode ...`), start the
+    backend, size the partitions (as for mode `sized_as`, if given) and plan the reads
+    (malformed lines skipped as configured, unless `skip_malformed` says otherwise). The backend is released when the block ends;
     failures with a known meaning become the engine's one-line errors."""
-    files = spool.decompress(find_files(source))
+    files = spool.decompress(find_files(source) if files is None else files)
     input_bytes = sum(f.text_bytes for f in files)
     choice = choose_mode(config, input_bytes)
     log.info("%s: mode %s (%s)", label, choice.mode, choice.reason)

@@ -72,10 +72,6 @@ def partition_rejects(validated: pd.DataFrame, key: SecretKey | None) -> pa.Tabl
     return pa.concat_tables([rows, skipped])
 
 
-def empty_partial() -> pa.Table:
-    return _PARTIAL.empty_table()
-
-
 def resolve(rejects: pa.Table, task_lines: dict[int, int], plan: ReadPlan) -> pa.Table:
     """The published quarantine: file paths, file line numbers and reason names, ordered
     by file and line."""

@@ -91,7 +91,8 @@ def anonymize(source: str, output: str | Path, config: EngineConfig | None = Non
     # pandas mode copies partition by partition too (sized as for dask): it never needs the
     # whole input at once. Every line is copied: a malformed one fails the copy.
     with interruptible(), input_spool(config, target.parent, uuid.uuid4().hex) as spool, \
-            prepared_run(config, source, spool, f"anonymize {source}", skip_malformed=False, sized_as="dask") as run:
+            prepared_run(config, source, spool, f"anonymize {source}", files=files,
+                         skip_malformed=False, sized_as="dask") as run:
         with closing(_blocks_in_order(run.backend, run.plan, key, parquet)) as blocks:
             rows = _write_atomically(target, blocks, parquet)
     return AnonymizeResult(path=target, rows=rows, mode=run.choice.mode, mode_reason=run.choice.reason,

@@ -269,20 +269,18 @@ def _user_column_lineage(schema: list[tuple[str, str]], inputs: list[tuple[str, 
     derive from any column of the sales it reads: what the engine can say without reading
     the node's code."""
     sources = [(column, "INDIRECT", "AGGREGATION") for column in RAW_COLUMNS]
-
-    def references():
-        return [column_lineage_dataset.InputField(
-                    namespace=namespace, name=name, field=column,
-                    transformations=[column_lineage_dataset.Transformation(type=kind, subtype=subtype, masking=False)])
-                for column, kind, subtype in sources for namespace, name in inputs]
-
-    return column_lineage_dataset.ColumnLineageDatasetFacet(
-        fields={column: column_lineage_dataset.Fields(inputFields=references()) for column, _ in schema},
-        dataset=references())
+    return _lineage_facet({column: sources for column, _ in schema}, sources, inputs)
 
 
 def _column_lineage(output: str, inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
     fields, dataset_wide = COLUMN_LINEAGE[output]
+    return _lineage_facet(fields, dataset_wide, inputs)
+
+
+def _lineage_facet(fields: dict[str, list], dataset_wide: list, inputs: list[tuple[str, str]]
+                   ) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """The column-lineage facet: per output column and for the dataset as a whole, its
+    (input column, type, subtype) sources, in every input file."""
 
     def references(sources):
         return [
