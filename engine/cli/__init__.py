@@ -179,7 +179,7 @@ def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ER
     from engine.observability.logs import outcome_line, settle_output, silence_after_outcome
 
     try:
-        settle_output()
+        settle_output(timeout=20.0 if owns_process else 60.0, whole_tree=owns_process)
         line = outcome_line(message, exit_code, _requested_log_format(argv), level=level)
         print(line, file=sys.stderr, flush=True)
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ClusterError
-from engine.execution.interrupts import raise_if_interrupted
+from engine.execution.interrupts import deferred, raise_if_interrupted
 from engine.sources.plan import ReadPlan
 
 log = logging.getLogger("engine.backends")  # the name in log lines, kept from before the package layout
@@ -192,8 +192,9 @@ class DistributedBackend(DaskBackend):
                 self.client = Client(self.scheduler, timeout=self.settings.connect_timeout, security=security,
                                      set_as_default=True)
             else:
-                self.cluster = self._local_cluster(security)
-                self.client = Client(self.cluster, set_as_default=True)
+                with deferred():  # a signal during the start would leave an unclosable cluster
+                    self.cluster = self._local_cluster(security)
+                    self.client = Client(self.cluster, set_as_default=True)
         except ClusterError:
             self.close()
             raise

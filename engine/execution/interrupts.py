@@ -102,6 +102,31 @@ def interruptible() -> Iterator[None]:
         _terminated.clear()
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM are remembered but not raised inside the block, and raised when
+    it ends: for work that must not be cut off half-way, such as starting a LocalCluster
+    (cut off inside its constructor, the cluster is never returned, so nothing can close
+    it, and its nannies go on restarting workers after the run has ended). Main thread
+    only; elsewhere a plain block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def remember(signum: int, frame: Any) -> None:
+        _requested.set()
+        if signum == signal.SIGTERM:
+            _terminated.set()
+
+    previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    raise_if_interrupted()
+
+
 class InterruptCheckpoint(NodeExecutionHook):
     """Checks for a remembered Ctrl-C or SIGTERM after every dataflow node."""
 

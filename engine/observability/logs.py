@@ -13,6 +13,7 @@ Log lines never carry row data: customer ids (personal data) appear in no messag
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -286,20 +287,40 @@ def outcome_line(message: str, exit_code: int, log_format: str | None = None, le
     return escape_controls(mask_credentials(message))
 
 
-def settle_output(timeout: float = 60.0) -> None:
+def settle_output(timeout: float = 60.0, whole_tree: bool = False) -> None:
     """Before a command prints its outcome line: wait (at most `timeout` seconds) for the
     child processes it started (a LocalCluster's workers) to exit, so none of their log
-    lines can come after it, and flush every log handler."""
+    lines can come after it, and flush every log handler. With `whole_tree` (the process
+    is the `engine` command, so every descendant is the run's), every descendant process
+    is waited for, however it was started, and one still running at the deadline is
+    stopped: the run is over, and its output must end with the outcome line."""
     import multiprocessing
 
     deadline = time.monotonic() + timeout
     for child in multiprocessing.active_children():
         child.join(max(0.0, deadline - time.monotonic()))
+    if whole_tree:
+        _end_descendants(deadline)
     for handler in [*logging.getLogger().handlers, *logging.getLogger("engine").handlers]:
         try:
             handler.flush()
         except Exception:  # a closed stream has nothing left to write
             pass
+
+
+def _end_descendants(deadline: float) -> None:
+    import psutil
+
+    descendants = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def silence_after_outcome(close_stderr: bool = False) -> None:
