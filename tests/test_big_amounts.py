@@ -17,7 +17,7 @@ from engine.dataflow import analyse, summaries
 from engine.errors import InputDataError
 from engine.outputs import forms
 from engine.rules import exact
-from engine.rules.validation import RAW_COLUMNS, STRING, validate_rows
+from engine.rules.validation import RAW_COLUMNS, STRING, kept_rows, validate_rows
 from oracle import expected_outputs
 
 INPUT_ERROR = 3
@@ -66,7 +66,7 @@ def _validated_partitions(path, rows_per_partition: int) -> list[pd.DataFrame]:
 
 def _daily_sales(path, rows_per_partition: int, fan_in: int = 3) -> pd.DataFrame:
     """daily_sales as the engine reduces it: summarize each partition, combine in a tree."""
-    level = [summaries.summarize(part)[0] for part in _validated_partitions(path, rows_per_partition)]
+    level = [summaries.summarize(part, kept_rows(part))[0] for part in _validated_partitions(path, rows_per_partition)]
     while len(level) > 1:
         level = [summaries.combine(level[i:i + fan_in]) for i in range(0, len(level), fan_in)]
     return summaries.daily_table(level[0])

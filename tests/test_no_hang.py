@@ -15,9 +15,9 @@ def test_reductions_contain_no_sort_or_reindex(tmp_path, monkeypatch):
     seen = []
     real_reduce = engine.execution.frames.reduce_partitions
 
-    def recording_reduce(frame, reduction):
-        seen.append(frame)
-        return real_reduce(frame, reduction)
+    def recording_reduce(frames, reduction):
+        seen.extend(frames)
+        return real_reduce(frames, reduction)
 
     monkeypatch.setattr(engine.execution.frames, "reduce_partitions", recording_reduce)
     source = write_csv(tmp_path / "s.csv", [("2024-01-0%d" % (i % 9 + 1), f"P{i % 4}", "1.5", "") for i in range(200)])

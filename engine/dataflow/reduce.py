@@ -22,10 +22,12 @@ from engine.rules.validation import MALFORMED_LINE, RAW_COLUMNS
 from engine.sources.plan import ReadPlan
 
 
-def partition_summaries(validated_sales: pd.DataFrame, pseudonym_key: SecretKey | None,
-                        one_pass: frames.OnePass) -> tuple:
-    """Every partition of the validated sales summarised and the summaries combined: the
-    one pass over the input. On Dask frames it is computed in one computation together
+def partition_summaries(validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame,
+                        pseudonym_key: SecretKey | None, one_pass: frames.OnePass) -> tuple:
+    """Every partition summarised and the summaries combined: the one pass over the input.
+    The sales figures come from `cleaned_sales_data`; rejections, the input profile, the
+    quarantine and the duplicate fingerprints from `validated_sales` (every raw row), a
+    partition of each at a time. On Dask frames it is computed in one computation together
     with `one_pass`'s companions (the user nodes over the same frames), which share each
     partition's read and validation. Rejected rows' customer ids are pseudonymised with
     `pseudonym_key`, or left out."""
@@ -33,7 +35,7 @@ def partition_summaries(validated_sales: pd.DataFrame, pseudonym_key: SecretKey 
         summarize=functools.partial(summaries.summarize, key=pseudonym_key), combine=summaries.combine,
         merge_shard=summaries.count_distinct, shards=summaries.SHARDS,
     )
-    return one_pass.compute(frames.reduce_partitions(validated_sales, reduction))
+    return one_pass.compute(frames.reduce_partitions((validated_sales, cleaned_sales_data), reduction))
 
 
 @extract_fields(

@@ -63,16 +63,18 @@ class SalesSummary:
     task_lines: dict[int, int]
 
 
-def summarize(validated: pd.DataFrame, key: SecretKey | None = None) -> tuple:
+def summarize(validated: pd.DataFrame, cleaned: pd.DataFrame, key: SecretKey | None = None) -> tuple:
     """A partition's summary followed by its distinct fingerprints, one array per shard.
 
-    `key` pseudonymises the customer ids of rejected rows; without it they are left out.
+    The sales figures (per-day totals, distinct products per day) come from the partition
+    of `cleaned_sales_data`; what is about every raw row (rejections, the file profile,
+    the quarantine, the fingerprints) from the same partition of `validated_sales`. `key`
+    pseudonymises the customer ids of rejected rows; without it they are left out.
     """
     reason = validated["reject_reason"].to_numpy()
-    kept = pa.array(reason == KEPT)
-    day = pc.cast(pc.filter(pa.array(validated["date"]), kept), pa.int32())
-    days = _day_totals(day, pc.filter(pa.array(validated["amount_cents"]), kept).to_numpy())
-    pairs = _day_products(day, pc.filter(pa.array(validated["product_id"]), kept))
+    day = pc.cast(pa.array(cleaned["date"]), pa.int32())
+    days = _day_totals(day, cleaned["amount_cents"].to_numpy())
+    pairs = _day_products(day, pa.array(cleaned["product_id"]))
     reasons = np.bincount(reason, minlength=len(ALL_REJECT_REASONS) + 1).astype(np.int64)
     profile = file_profile(validated)
     malformed = len(validated.attrs.get("malformed") or ())
@@ -164,7 +166,10 @@ def _day_products(day: pa.Array, product: pa.Array | pa.ChunkedArray) -> pa.Tabl
     """The distinct (day, product_id) pairs of the kept rows, in buffers of their own. When
     the days times the products are few, a pair is a cell of a table of flags (a product
     is its index among the distinct products); otherwise a group-by finds them."""
-    encoded = pc.dictionary_encode(product)
+    if pa.types.is_dictionary(product.type):  # product_id as a pandas categorical (id_dtype)
+        encoded, product = product, product.dictionary_decode()
+    else:
+        encoded = pc.dictionary_encode(product)
     if isinstance(encoded, pa.ChunkedArray):
         dictionary = encoded.chunk(encoded.num_chunks - 1).dictionary if encoded.num_chunks else pa.array([], pa.string())
         if not all(chunk.dictionary.equals(dictionary) for chunk in encoded.chunks):

@@ -82,11 +82,8 @@ class PartitionStream:
         return frame
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        for source in self.sources:
-            done = {(): self.read(source)}
-            yield self._through(done)
-            for stream in self._retained:
-                stream._kept.append(stream._through(done))
+        for (partition,) in in_step([self]):
+            yield partition
 
     def _through(self, done: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
         """This stream's partition from the partition's results so far (`done`, keyed by
@@ -104,13 +101,26 @@ class PartitionStream:
         return frame
 
 
+def in_step(streams: Sequence[PartitionStream]) -> Iterator[tuple[pd.DataFrame, ...]]:
+    """The partitions of streams of one source, a tuple of the same partition of each at
+    a time: each partition is read once, and the steps the streams share run once."""
+    first = streams[0]
+    if any(stream._retained is not first._retained for stream in streams):
+        raise ValueError("only streams of one source can be iterated in step")
+    for source in first.sources:
+        done = {(): first.read(source)}
+        yield tuple(stream._through(done) for stream in streams)
+        for stream in first._retained:
+            stream._kept.append(stream._through(done))
+
+
 @dataclass(frozen=True)
 class PartitionReduction:
     """How a frame reduces to a small result one partition at a time.
 
-    `summarize` turns a partition into `(summary, shard_1, ..., shard_n)`; `combine`
-    merges summaries (associative, any grouping); `merge_shard` turns shard i of every
-    partition into one result. Shards are for what cannot be reduced before all
+    `summarize` turns a partition (of each reduced frame) into `(summary, shard_1, ...,
+    shard_n)`; `combine` merges summaries (associative, any grouping); `merge_shard`
+    turns shard i of every partition into one result. Shards are for what cannot be reduced before all
     partitions are seen (exact distinct counts): each merges independently of the others.
     """
 
@@ -122,23 +132,25 @@ class PartitionReduction:
     fan_in: int = 8
 
 
-def reduce_partitions(frame: Any, reduction: PartitionReduction) -> Any:
-    """The combined summary of every partition of `frame` and the merged result of each
-    shard, as `(summary, [shard results])`.
+def reduce_partitions(frames: Sequence[Any], reduction: PartitionReduction) -> Any:
+    """The combined summary of every partition and the merged result of each shard, as
+    `(summary, [shard results])`. `frames` are frames of one source, partition for
+    partition (e.g. the validated and the cleaned sales); `summarize` takes the same
+    partition of each.
 
-    A PartitionStream is reduced partition by partition, here and now. For a Dask frame
+    PartitionStreams are reduced partition by partition, here and now. For Dask frames
     the result is a LazyReduction: a summarize step per partition (fused with its read and
     validation), a tree of combines, one merge per shard, not yet computed, so that the
     run can compute it in one pass together with every other lazy result that reads the
     same partitions (`OnePass`).
     """
-    if is_lazy(frame):
-        return _reduce_lazy(frame, reduction)
-    partitions = frame if isinstance(frame, PartitionStream) else [frame]
+    if is_lazy(frames[0]):
+        return _reduce_lazy(frames, reduction)
+    partitions = in_step(frames) if isinstance(frames[0], PartitionStream) else [tuple(frames)]
     summaries: list[Any] = []
     shards: list[list[Any]] = [[] for _ in range(reduction.shards)]
     for partition in partitions:
-        summary, *parts = reduction.summarize(partition)
+        summary, *parts = reduction.summarize(*partition)
         summaries.append(summary)
         for shard, part in zip(shards, parts):
             shard.append(part)
@@ -194,14 +206,15 @@ class OnePass:
         return results[0], list(results[1:1 + len(shards)])
 
 
-def _reduce_lazy(frame: Any, reduction: PartitionReduction) -> LazyReduction:
+def _reduce_lazy(frames: Sequence[Any], reduction: PartitionReduction) -> LazyReduction:
     # Summarising is one more step of the per-partition pipeline: a validated partition
     # never outlives its summary (on a cluster it would otherwise wait in worker memory for
     # its summary task). A partition's summary travels as a one-row frame of objects, one
     # column per output.
     width = reduction.shards + 1
     meta = pd.DataFrame({str(i): pd.Series(dtype=object) for i in range(width)})
-    rows = frame.map_partitions(_summary_row, reduction.summarize, meta=meta, enforce_metadata=False)
+    rows = frames[0].map_partitions(_summary_row, *frames[1:], summarize=reduction.summarize, meta=meta,
+                                    enforce_metadata=False)
     return LazyReduction(rows, reduction)
 
 
@@ -260,8 +273,8 @@ def _merge_cells(merge: Callable[[list[Any]], Any], cells: pd.Series) -> Any:
     return merge(_gather_cells(cells).parts)
 
 
-def _summary_row(partition: pd.DataFrame, summarize: Callable[[pd.DataFrame], tuple]) -> pd.DataFrame:
-    return pd.DataFrame({str(i): [value] for i, value in enumerate(summarize(partition))})
+def _summary_row(*partitions: pd.DataFrame, summarize: Callable[..., tuple]) -> pd.DataFrame:
+    return pd.DataFrame({str(i): [value] for i, value in enumerate(summarize(*partitions))})
 
 
 def _cell(row: pd.DataFrame, column: int) -> Any:

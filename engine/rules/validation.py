@@ -238,7 +238,9 @@ ID_DTYPES = ("string", "category")
 def kept_rows(validated: pd.DataFrame, id_dtype: str = "string") -> pd.DataFrame:
     """The rows that passed every rule, amounts as plain int64 cents, `product_id` as
     Arrow text or, with `id_dtype="category"`, as a pandas categorical."""
-    kept = validated.loc[validated["reject_reason"] == KEPT, ["date", "product_id", "amount_cents", "customer_id"]]
+    columns = ["date", "product_id", "amount_cents", "customer_id"]
+    reason = validated["reject_reason"].to_numpy()
+    kept = validated[columns] if not reason.any() else validated.loc[reason == KEPT, columns]
     dtypes = {"amount_cents": "int64"}
     if id_dtype == "category":
         dtypes["product_id"] = "category"
