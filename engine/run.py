@@ -31,6 +31,7 @@ from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.execution.modes import ModeChoice, choose_mode, partition_bytes, plan_summary
 from engine.lineage.delivery import LineageDelivery, configured_client
+from engine.lineage.columns import ColumnDerivation
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
 from engine.observability.metrics import RunMetrics, StepTimer, process_usage
@@ -212,6 +213,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
                         if isinstance(backend, DistributedBackend) else None)
         step_metrics = RunMetrics(worker_usage)
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
+        context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
         results = execute_dataflow(driver, [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes],
                                    _dataflow_inputs(config, plan, backend), user)
         backend_info = backend.describe()

@@ -140,9 +140,19 @@ def test_user_outputs_are_output_datasets_with_schema_and_column_lineage(tmp_pat
     outputs = {Path(o["name"]).name: o for o in complete["outputs"]}
     totals = outputs["product_totals.parquet"]
     assert [f["name"] for f in totals["facets"]["schema"]["fields"]] == ["product_id", "total_cents", "sales"]
-    lineage = totals["facets"]["columnLineage"]["fields"]["total_cents"]["inputFields"]
-    assert {field["field"] for field in lineage} >= {"amount", "product_id"}
-    assert "best_product.json" in outputs
+    lineage = totals["facets"]["columnLineage"]
+    assert _how(lineage["fields"]["total_cents"]) == {("amount", "DIRECT", "AGGREGATION")}
+    assert _how(lineage["fields"]["product_id"]) == {("product_id", "DIRECT", "TRANSFORMATION")}
+    assert ("product_id", "INDIRECT", "GROUP_BY") in _how(lineage["dataset"])
+    assert ("amount", "INDIRECT", "FILTER") in _how(lineage["dataset"])  # the cleaning rules
+    # best_product declares nothing: it gets every column product_totals derives from
+    best = outputs["best_product.json"]["facets"]["columnLineage"]
+    assert {f["field"] for f in best["dataset"]} == {"amount", "product_id", "date"}
+
+
+def _how(lineage: dict | list) -> set[tuple[str, str, str | None]]:
+    fields = lineage["inputFields"] if isinstance(lineage, dict) else lineage
+    return {(f["field"], t["type"], t.get("subtype")) for f in fields for t in f["transformations"]}
 
 
 def test_until_shows_a_user_node_and_honours_skip_malformed_lines(tmp_path, sales):

@@ -14,6 +14,7 @@ from itertools import groupby
 
 import pandas as pd
 
+from engine.dataflow.derivation import derives
 from engine.errors import InputDataError
 from engine.outputs import forms
 from engine.rules import exact
@@ -23,6 +24,13 @@ from engine.rules.validation import RAW_COLUMNS
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MOVING_WINDOW_DAYS = 7
 TREND_WINDOW_ROWS = 7
+
+#: Column sources (engine.dataflow.derivation) the figures below share.
+_DATE = "sales_days.date IDENTITY"
+_DAY_NAME = "sales_days.date TRANSFORMATION"
+_TOTALS = "sales_days.total_cents AGGREGATION"
+_MEANS = [_TOTALS, "sales_days.transactions AGGREGATION"]
+_WINDOW = "sales_days.date WINDOW"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class SalesDay:
         return self.date.weekday() >= 5
 
 
+@derives(date="daily_sales.date IDENTITY", total_cents="daily_sales.total_cents IDENTITY",
+         transactions="daily_sales.transaction_count IDENTITY", unique_products="daily_sales.unique_products IDENTITY")
 def sales_days(daily_sales: pd.DataFrame) -> list[SalesDay]:
     """The daily sales as exact records, ascending by date."""
     return [
@@ -75,6 +85,12 @@ def _check_publishable(cents: int, what: str) -> None:
             f"{money_type.precision - money_type.scale} digits before the point)")
 
 
+@derives(
+    date=_DATE, total_amount="sales_days.total_cents TRANSFORMATION",
+    avg_amount=["sales_days.total_cents TRANSFORMATION", "sales_days.transactions TRANSFORMATION"],
+    transaction_count="sales_days.transactions IDENTITY", unique_products="sales_days.unique_products IDENTITY",
+    dataset="sales_days.date SORT",
+)
 def daily_sales_summary(sales_days: list[SalesDay]) -> pd.DataFrame:
     """Per sales day: total and mean sale amount, number of sales, distinct products."""
     for day in sales_days:  # every other daily money figure is at most the largest daily total
@@ -102,6 +118,13 @@ def _moving_windows(sales_days: list[SalesDay]) -> list[list[SalesDay]]:
     return windows
 
 
+@derives(
+    **{column: f"daily_sales_summary.{column} IDENTITY"
+       for column in ("date", "total_amount", "avg_amount", "transaction_count", "unique_products")},
+    total_amount_ma7=[_TOTALS, _WINDOW], avg_amount_ma7=[*_MEANS, _WINDOW],
+    total_amount_change=[_TOTALS, _WINDOW], avg_amount_change=[*_MEANS, _WINDOW],
+    day_of_week=_DAY_NAME, is_weekend=_DAY_NAME,
+)
 def enriched_daily_summary(daily_sales_summary: pd.DataFrame, sales_days: list[SalesDay]) -> pd.DataFrame:
     """The daily summary with 7-calendar-day moving means, day-over-day percent changes
     (against the previous sales day) and the day of the week."""
@@ -122,6 +145,13 @@ def enriched_daily_summary(daily_sales_summary: pd.DataFrame, sales_days: list[S
     return enriched
 
 
+@derives(
+    week=_DAY_NAME, week_start=_DAY_NAME, weekly_total=_TOTALS, daily_avg=_TOTALS, daily_std=_TOTALS, cv=_TOTALS,
+    weekly_transactions="sales_days.transactions AGGREGATION",
+    avg_unique_products="sales_days.unique_products AGGREGATION",
+    weekend_days="sales_days.date AGGREGATION", days_with_sales="sales_days.date AGGREGATION",
+    dataset=["sales_days.date GROUP_BY", "sales_days.date SORT"],
+)
 def weekly_aggregation(sales_days: list[SalesDay]) -> pd.DataFrame:
     """Per ISO week with sales: totals, the spread of daily totals, and activity."""
     rows = []
@@ -150,6 +180,14 @@ def weekly_aggregation(sales_days: list[SalesDay]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+@derives(
+    period_growth_rate=[_TOTALS, _WINDOW],
+    max_sales_amount=_TOTALS, max_sales_date=[_DATE, "sales_days.total_cents SORT"],
+    min_sales_amount=_TOTALS, min_sales_date=[_DATE, "sales_days.total_cents SORT"],
+    weekday_avg_sales=[_TOTALS, "sales_days.date FILTER"], weekend_avg_sales=[_TOTALS, "sales_days.date FILTER"],
+    weekend_premium=[_TOTALS, "sales_days.date GROUP_BY"], volatility=_TOTALS,
+    days_analyzed="sales_days.date AGGREGATION",
+)
 def trend_analysis(sales_days: list[SalesDay]) -> dict:
     """Growth from the first week of the period to the last, extremes, weekday vs weekend
     and volatility of daily totals."""
@@ -176,6 +214,11 @@ def trend_analysis(sales_days: list[SalesDay]) -> dict:
     }
 
 
+@derives(
+    date=_DATE, total_amount="sales_days.total_cents TRANSFORMATION",
+    transaction_count="sales_days.transactions IDENTITY", day_of_week=_DAY_NAME, is_weekend=_DAY_NAME,
+    dataset=["sales_days.total_cents SORT", "sales_days.total_cents FILTER"],
+)
 def top_performing_days(sales_days: list[SalesDay], top_days: int) -> list[dict]:
     """The `top_days` best sales days by total amount (ties: earlier date first)."""
     ranked = sorted(sales_days, key=lambda d: (-d.total_cents, d.date))[:top_days]
@@ -191,6 +234,18 @@ def top_performing_days(sales_days: list[SalesDay], top_days: int) -> list[dict]
     ]
 
 
+@derives(
+    raw_record_count="raw_record_count IDENTITY",
+    cleaned_record_count=["raw_record_count TRANSFORMATION", "rejected_by_reason TRANSFORMATION"],
+    data_loss_rate=["raw_record_count TRANSFORMATION", "rejected_by_reason TRANSFORMATION"],
+    null_count="missing_cells_by_column AGGREGATION",
+    duplicate_count=["raw_record_count TRANSFORMATION", "distinct_raw_rows TRANSFORMATION"],
+    rejected_by_reason="rejected_by_reason IDENTITY",
+    null_count_by_column="missing_cells_by_column IDENTITY",
+    date_range="sales_days.date AGGREGATION",
+    alerts=[f"{node} TRANSFORMATION" for node in ("raw_record_count", "missing_cells_by_column", "rejected_by_reason",
+                                                   "distinct_raw_rows", "sales_days")],
+)
 def data_quality_metrics(
     raw_record_count: int,
     missing_cells_by_column: dict,

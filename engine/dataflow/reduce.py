@@ -16,6 +16,7 @@ import pyarrow as pa
 from hamilton.function_modifiers import extract_fields
 
 from engine.dataflow import quarantine, summaries
+from engine.dataflow.derivation import derives
 from engine.execution import frames
 from engine.rules.pseudonyms import SecretKey
 from engine.rules.validation import MALFORMED_LINE, RAW_COLUMNS
@@ -38,6 +39,31 @@ def partition_summaries(validated_sales: pd.DataFrame, cleaned_sales_data: pd.Da
     return one_pass.compute(frames.reduce_partitions((validated_sales, cleaned_sales_data), reduction))
 
 
+@derives(
+    target="daily_sales",
+    date="cleaned_sales_data.date IDENTITY",
+    total_cents="cleaned_sales_data.amount_cents AGGREGATION",
+    transaction_count="cleaned_sales_data.amount_cents AGGREGATION",
+    unique_products="cleaned_sales_data.product_id AGGREGATION",
+    dataset="cleaned_sales_data.date GROUP_BY",
+)
+@derives(target="raw_record_count", value="validated_sales AGGREGATION")
+@derives(target="missing_cells_by_column",
+         **{column: f"raw_sales_data.{column} AGGREGATION" for column in RAW_COLUMNS})
+@derives(target="rejected_by_reason", value="validated_sales.reject_reason AGGREGATION")
+@derives(target="distinct_raw_rows", value="validated_sales.fingerprint AGGREGATION")
+@derives(
+    target="rejected_rows",
+    file="validated_sales.source_file IDENTITY",
+    line="validated_sales.line_position IDENTITY",
+    reason="validated_sales.reject_reason IDENTITY",
+    date="validated_sales.date_text IDENTITY",
+    product_id="validated_sales.product_id_text IDENTITY",
+    amount="validated_sales.amount_text IDENTITY",
+    customer_id="validated_sales.customer_id TRANSFORMATION masked",
+    detail="validated_sales.reject_reason TRANSFORMATION",
+    dataset="validated_sales.reject_reason FILTER",
+)
 @extract_fields(
     {
         "daily_sales": pd.DataFrame,

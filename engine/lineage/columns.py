@@ -1,93 +1,31 @@
-"""The published schemas and the column lineage of every output.
+"""The published schemas of the outputs, and the column lineage of every output derived
+from the dataflow.
 
-Each output column lists the input columns it derives from and how: DIRECT
-IDENTITY / TRANSFORMATION / AGGREGATION, and INDIRECT dependencies (the cleaning rules
-FILTER rows on date, product_id and amount; daily outputs GROUP_BY and SORT on date;
-moving and period figures use a WINDOW over dates). This is the dataflow's own
-description of itself, kept next to the column kinds in engine.outputs.forms.
+Each node declares how its own columns come from columns upstream
+(engine.dataflow.derivation); `ColumnDerivation` follows those declarations through the
+Hamilton graph down to the input files' columns. Along a chain, DIRECT steps compose into
+the strongest of them (IDENTITY, then TRANSFORMATION, then AGGREGATION) and an INDIRECT
+step makes everything beneath it INDIRECT of its subtype; the dataset-wide sources of a
+node (the cleaning rules FILTER rows, daily figures GROUP_BY date) reach every column
+derived through it. In an output, the INDIRECT sources every column shares are reported
+for the dataset as a whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
 from engine.dataflow import quarantine
+from engine.dataflow.derivation import DIRECT_SUBTYPES, INPUT_NODE, declared, parse_source
+from engine.errors import ConfigurationError
 from engine.outputs.forms import TABLE_COLUMNS
+from engine.rules.validation import RAW_COLUMNS
 
 #: Published types of table columns, by kind (as in the Parquet files).
 KIND_TYPES = {"date": "date", "money": "decimal(18,2)", "ratio": "double", "count": "bigint",
               "bool": "boolean", "text": "string"}
-
-D, I = "DIRECT", "INDIRECT"
-AGG, TRANSFORM, IDENT = "AGGREGATION", "TRANSFORMATION", "IDENTITY"
-CLEANING_FILTER = [("date", I, "FILTER"), ("product_id", I, "FILTER"), ("amount", I, "FILTER")]
-BY_DAY = [("date", I, "GROUP_BY"), ("date", I, "SORT")]
-WINDOW = [("date", I, "WINDOW")]
-SALES = [("amount", D, AGG)]
-DAY_NAME = [("date", D, TRANSFORM)]
-
-_DAILY = {
-    "date": [("date", D, TRANSFORM)],
-    "total_amount": SALES,
-    "avg_amount": SALES,
-    "transaction_count": SALES,
-    "unique_products": [("product_id", D, AGG)],
-}
-_ENRICHED = {
-    **_DAILY,
-    "total_amount_ma7": SALES + WINDOW,
-    "avg_amount_ma7": SALES + WINDOW,
-    "total_amount_change": SALES + WINDOW,
-    "avg_amount_change": SALES + WINDOW,
-    "day_of_week": DAY_NAME,
-    "is_weekend": DAY_NAME,
-}
-_WEEKLY = {
-    "week": [("date", D, TRANSFORM)],
-    "week_start": [("date", D, TRANSFORM)],
-    **{name: SALES for name in ("weekly_total", "daily_avg", "daily_std", "cv", "weekly_transactions")},
-    "avg_unique_products": [("product_id", D, AGG)],
-    "weekend_days": [("date", D, AGG)],
-    "days_with_sales": [("date", D, AGG)],
-}
-_EVERY_COLUMN = [(c, D, AGG) for c in ("date", "product_id", "amount", "customer_id")]
-_RULE_COLUMNS = [(c, D, AGG) for c in ("date", "product_id", "amount")]
-_QUALITY = {
-    "raw_record_count": _EVERY_COLUMN, "cleaned_record_count": _RULE_COLUMNS, "data_loss_rate": _RULE_COLUMNS,
-    "null_count": _EVERY_COLUMN, "duplicate_count": _EVERY_COLUMN, "rejected_by_reason": _RULE_COLUMNS,
-    "null_count_by_column": _EVERY_COLUMN, "date_range": [("date", D, AGG)], "alerts": _EVERY_COLUMN,
-}
-_TREND = {
-    "period_growth_rate": SALES + WINDOW,
-    "max_sales_amount": SALES, "max_sales_date": [("date", D, IDENT), ("amount", I, "SORT")],
-    "min_sales_amount": SALES, "min_sales_date": [("date", D, IDENT), ("amount", I, "SORT")],
-    "weekday_avg_sales": SALES + [("date", I, "FILTER")], "weekend_avg_sales": SALES + [("date", I, "FILTER")],
-    "weekend_premium": SALES + [("date", I, "GROUP_BY")], "volatility": SALES,
-    "days_analyzed": [("date", D, AGG)],
-}
-_TOP = {
-    "date": [("date", D, IDENT), ("amount", I, "SORT")],
-    "total_amount": SALES, "transaction_count": SALES, "day_of_week": DAY_NAME, "is_weekend": DAY_NAME,
-}
-
-_RULES = [("date", D, TRANSFORM), ("product_id", D, TRANSFORM), ("amount", D, TRANSFORM)]
-_QUARANTINE = {
-    "file": [(c, I, "FILTER") for c in ("date", "product_id", "amount")],
-    "line": [(c, I, "FILTER") for c in ("date", "product_id", "amount")],
-    "reason": _RULES,
-    "date": [("date", D, IDENT)], "product_id": [("product_id", D, IDENT)], "amount": [("amount", D, IDENT)],
-    "customer_id": [("customer_id", D, TRANSFORM)],
-    "detail": _RULES,
-}
-
-#: output -> (column -> [(input column, type, subtype)], dataset-wide dependencies)
-COLUMN_LINEAGE: dict[str, tuple[dict[str, list], list]] = {
-    "daily_sales_summary": (_DAILY, CLEANING_FILTER + BY_DAY),
-    "enriched_daily_summary": (_ENRICHED, CLEANING_FILTER + BY_DAY),
-    "weekly_aggregation": (_WEEKLY, CLEANING_FILTER + BY_DAY),
-    "data_quality_metrics": (_QUALITY, []),
-    "trend_analysis": (_TREND, CLEANING_FILTER + BY_DAY),
-    "top_performing_days": (_TOP, CLEANING_FILTER + [("amount", I, "SORT")]),
-    "rejected_rows": (_QUARANTINE, CLEANING_FILTER),
-}
 
 #: Published schema of the JSON outputs: top-level field -> JSON type.
 JSON_FIELDS = {
@@ -107,6 +45,11 @@ JSON_FIELDS = {
 }
 
 
+def is_dataset(output: str) -> bool:
+    """True for the engine's published outputs (the data, not the reports about the run)."""
+    return output in TABLE_COLUMNS or output in JSON_FIELDS or output == "rejected_rows"
+
+
 def published_schema(output: str) -> list[tuple[str, str]]:
     """(column, type) of an output, in order."""
     if output in TABLE_COLUMNS:
@@ -114,3 +57,144 @@ def published_schema(output: str) -> list[tuple[str, str]]:
     if output == "rejected_rows":
         return [(column.name, str(column.type)) for column in quarantine.SCHEMA]
     return list(JSON_FIELDS[output].items())
+
+
+@dataclass(frozen=True, order=True)
+class ColumnSource:
+    """An input file column a published column derives from, and how (OpenLineage's
+    transformation type and subtype; `subtype` None when no node says how)."""
+
+    column: str
+    kind: str
+    subtype: str | None
+    masked: bool = False
+
+
+#: Lineage of one output: column -> its sources, and the sources of the dataset as a whole.
+OutputLineage = tuple[dict[str, list[ColumnSource]], list[ColumnSource]]
+
+_STRENGTH = {subtype: rank for rank, subtype in enumerate(DIRECT_SUBTYPES)}
+
+
+class ColumnDerivation:
+    """The column lineage of a dataflow, from the declarations on its nodes.
+
+    `graph` maps each node to its tags and the nodes it depends on (as a Hamilton
+    driver lists them: `from_driver`). Every declaration is checked when this is made: a
+    source must name a node upstream of the declaring node, and a column that node
+    declares.
+    """
+
+    def __init__(self, graph: dict[str, tuple[dict[str, Any], tuple[str, ...]]]) -> None:
+        self._dependencies = {node: dependencies for node, (_, dependencies) in graph.items()}
+        self._declared = {node: found for node, (tags, _) in graph.items() if (found := declared(tags)) is not None}
+        self._resolved: dict[tuple[str, str | None], frozenset[ColumnSource]] = {}
+        self._check()
+
+    @classmethod
+    def from_driver(cls, driver: Any) -> ColumnDerivation:
+        return cls({variable.name: (variable.tags, tuple(variable.required_dependencies)
+                                    + tuple(variable.optional_dependencies))
+                    for variable in driver.list_available_variables()})
+
+    def lineage(self, output: str, columns: Iterable[str]) -> OutputLineage:
+        """The lineage of `output`'s published `columns`: the INDIRECT sources they all
+        share go to the dataset; a table without columns (a scalar) puts all there."""
+        columns = list(columns)
+        sources = {column: _merged(self._column(output, column)) for column in columns}
+        if not columns:
+            return {}, sorted(_merged(self._node(output)))
+        shared = frozenset.intersection(*sources.values())
+        shared = frozenset(source for source in shared if source.kind == "INDIRECT")
+        return {column: sorted(found - shared) for column, found in sources.items()}, sorted(shared)
+
+    def declared_columns(self, node: str) -> list[str] | None:
+        """The columns `node` declares, or None when it declares none."""
+        return list(self._declared[node][0]) if node in self._declared else None
+
+    def _column(self, node: str, column: str) -> frozenset[ColumnSource]:
+        if node in self._declared and column not in self._declared[node][0]:
+            # A column its node does not declare (a user node's declaration may be partial)
+            # may derive from anything the node derives from.
+            return frozenset(_unknown_how(self._node(node)))
+        return self._resolve(node, column)
+
+    def _node(self, node: str) -> frozenset[ColumnSource]:
+        return self._resolve(node, None)
+
+    def _resolve(self, node: str, column: str | None) -> frozenset[ColumnSource]:
+        key = (node, column)
+        if key not in self._resolved:
+            self._resolved[key] = frozenset(self._sources(node, column))
+        return self._resolved[key]
+
+    def _sources(self, node: str, column: str | None) -> set[ColumnSource]:
+        if node == INPUT_NODE:
+            return {ColumnSource(c, "DIRECT", "IDENTITY") for c in ([column] if column else RAW_COLUMNS)}
+        if node not in self._declared:
+            # Declares nothing: each column may derive from anything its parameters hold.
+            found: set[ColumnSource] = set()
+            for dependency in self._dependencies.get(node, ()):
+                found |= _unknown_how(self._node(dependency))
+            return found
+        columns, dataset = self._declared[node]
+        found = set()
+        for name in (columns if column is None else [column]):
+            for source in columns.get(name, ()):
+                found |= self._step(source)
+        for source in dataset:
+            found |= self._step(source)
+        return found
+
+    def _step(self, source: str) -> set[ColumnSource]:
+        """What one declared source contributes: the sources beneath it, composed with it."""
+        node, column, subtype, masked = parse_source(source)
+        beneath = self._resolve(node, column)
+        if subtype not in _STRENGTH:  # an INDIRECT step: what the values came from now shapes rows
+            return {s if s.kind == "INDIRECT" else ColumnSource(s.column, "INDIRECT", subtype) for s in beneath}
+        return {s if s.kind == "INDIRECT" else
+                ColumnSource(s.column, "DIRECT", _stronger(subtype, s.subtype), masked or s.masked)
+                for s in beneath}
+
+    def _check(self) -> None:
+        for node, (columns, dataset) in self._declared.items():
+            upstream = self._upstream(node)
+            for source in [s for sources in columns.values() for s in sources] + dataset:
+                name, column, _, _ = parse_source(source)
+                where = f"node {node!r} declares column source {source!r}"
+                if name != INPUT_NODE and name not in upstream:
+                    raise ConfigurationError(f"{where}, but {name!r} is not upstream of it")
+                if column and name in self._declared and column not in self._declared[name][0]:
+                    raise ConfigurationError(f"{where}, but {name!r} declares no column {column!r}")
+
+    def _upstream(self, node: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self._dependencies.get(node, ()))
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self._dependencies.get(current, ()))
+        return seen
+
+
+def _unknown_how(sources: Iterable[ColumnSource]) -> set[ColumnSource]:
+    """`sources` as the sources of a column whose node does not say how it uses them."""
+    return {s if s.kind == "INDIRECT" else ColumnSource(s.column, "DIRECT", None) for s in sources}
+
+
+def _merged(sources: frozenset[ColumnSource]) -> frozenset[ColumnSource]:
+    """One DIRECT source per input column: the strongest step, masked if any path masks."""
+    direct: dict[str, ColumnSource] = {}
+    for source in sorted(s for s in sources if s.kind == "DIRECT"):
+        seen = direct.get(source.column)
+        direct[source.column] = source if seen is None else ColumnSource(
+            source.column, "DIRECT", _stronger(seen.subtype, source.subtype), seen.masked or source.masked)
+    return frozenset(s for s in sources if s.kind == "INDIRECT") | frozenset(direct.values())
+
+
+def _stronger(subtype: str | None, other: str | None) -> str | None:
+    """The composition of two DIRECT steps; None (unknown) stays unknown."""
+    if subtype is None or other is None:
+        return None
+    return max(subtype, other, key=_STRENGTH.__getitem__)

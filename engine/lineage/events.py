@@ -37,10 +37,9 @@ from openlineage.client.facet_v2 import (
 )
 
 from engine import __version__
-from engine.lineage.columns import COLUMN_LINEAGE, published_schema
+from engine.lineage.columns import ColumnDerivation, ColumnSource, is_dataset, published_schema
 from engine.lineage.naming import dataset_identity, datasource_uri
 from engine.outputs.publication import PublishedFile
-from engine.rules.validation import RAW_COLUMNS
 from engine.sources.plan import SourceFile
 
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
@@ -78,6 +77,8 @@ class RunContext:
     output_rows: dict[str, int] = field(default_factory=dict)
     #: user nodes published (engine.dataflow.user_modules) and the engine frames each takes
     user_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the dataflow's column lineage, from the run's Hamilton graph
+    derivation: ColumnDerivation | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -226,8 +227,8 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
     datasets = []
     for published in context.published:
         user = published.output in context.user_outputs
-        if published.output not in COLUMN_LINEAGE and not user:
-            continue
+        if context.derivation is None or not (user or is_dataset(published.output)):
+            continue  # the run report, the HTML report, ...
         namespace, name = dataset_identity(str(published.path))
         state = lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE if published.replaced \
             else lifecycle_state_change_dataset.LifecycleStateChange.CREATE
@@ -241,8 +242,8 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
                 "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=published.format),
                 "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=state),
-                "columnLineage": (_user_column_lineage(schema, inputs) if user
-                                  else _column_lineage(published.output, inputs)),
+                "columnLineage": _lineage_facet(
+                    *context.derivation.lineage(published.output, [column for column, _ in schema]), inputs),
             },
             outputFacets={"outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                 rowCount=context.output_rows.get(published.output), size=published.size, fileCount=1)},
@@ -263,33 +264,20 @@ def _user_schema(published: PublishedFile) -> list[tuple[str, str]]:
         return []
 
 
-def _user_column_lineage(schema: list[tuple[str, str]], inputs: list[tuple[str, str]]
-                         ) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    """A user node's column lineage: each of its columns (and the dataset as a whole) may
-    derive from any column of the sales it reads: what the engine can say without reading
-    the node's code."""
-    sources = [(column, "INDIRECT", "AGGREGATION") for column in RAW_COLUMNS]
-    return _lineage_facet({column: sources for column, _ in schema}, sources, inputs)
+def _lineage_facet(fields: dict[str, list[ColumnSource]], dataset_wide: list[ColumnSource],
+                   inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """The column-lineage facet: per output column and for the dataset as a whole, the
+    input columns it derives from, in every input file, each with how."""
 
-
-def _column_lineage(output: str, inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    fields, dataset_wide = COLUMN_LINEAGE[output]
-    return _lineage_facet(fields, dataset_wide, inputs)
-
-
-def _lineage_facet(fields: dict[str, list], dataset_wide: list, inputs: list[tuple[str, str]]
-                   ) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    """The column-lineage facet: per output column and for the dataset as a whole, its
-    (input column, type, subtype) sources, in every input file."""
-
-    def references(sources):
-        return [
-            column_lineage_dataset.InputField(
-                namespace=namespace, name=name, field=column,
-                transformations=[column_lineage_dataset.Transformation(type=kind, subtype=subtype, masking=False)])
-            for column, kind, subtype in sources
-            for namespace, name in inputs
-        ]
+    def references(sources: list[ColumnSource]) -> list[column_lineage_dataset.InputField]:
+        how: dict[str, list[column_lineage_dataset.Transformation]] = {}
+        for source in sources:
+            how.setdefault(source.column, []).append(column_lineage_dataset.Transformation(
+                type=source.kind, subtype=source.subtype, masking=source.masked,
+                description=None if source.subtype else "may derive from it: the node does not declare how"))
+        return [column_lineage_dataset.InputField(namespace=namespace, name=name, field=column,
+                                                  transformations=transformations)
+                for column, transformations in how.items() for namespace, name in inputs]
 
     return column_lineage_dataset.ColumnLineageDatasetFacet(
         fields={column: column_lineage_dataset.Fields(inputFields=references(sources))
