@@ -215,7 +215,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
         context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
         results = execute_dataflow(driver, [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes],
-                                   _dataflow_inputs(config, plan, backend), user)
+                                   dataflow_inputs(config, plan, backend), user)
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
@@ -265,7 +265,9 @@ def _lineage_recorder(config: EngineConfig, context: RunContext, output_dir: Pat
     return LineageRecorder(context, delivery, node_events=config.lineage.node_events)
 
 
-def _dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> dict[str, Any]:
+def dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> dict[str, Any]:
+    """The dataflow's inputs for a prepared run: the read plan, the backend, and the
+    configuration values nodes may take."""
     return {
         "read_plan": plan,
         "backend": backend,

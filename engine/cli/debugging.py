@@ -60,7 +60,7 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
 
     from engine.execution.interrupts import InterruptCheckpoint, interruptible
     from engine.dataflow.user_modules import load_user_modules
-    from engine.run import _dataflow_inputs, build_driver, execute_dataflow, prepared_run
+    from engine.run import build_driver, dataflow_inputs, execute_dataflow, prepared_run
     from engine.sources.spool import input_spool
 
     check_node(node, dataflow_variables(config.dataflow.modules))
@@ -70,7 +70,7 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     with interruptible(), input_spool(config, Path(tempfile.gettempdir()), uuid.uuid4().hex) as spool, \
             prepared_run(config, config.input, spool, f"until {node}") as prepared:
         driver = build_driver(prepared.backend, [InterruptCheckpoint(), *adapters], user)
-        inputs = _dataflow_inputs(config, prepared.plan, prepared.backend)
+        inputs = dataflow_inputs(config, prepared.plan, prepared.backend)
         value = execute_dataflow(driver, [node], inputs, user)[node]
         return summarize(node, value)
 
