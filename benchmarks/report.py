@@ -25,6 +25,7 @@ a single run means little. Definitions used throughout:
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 EXACT_REFERENCE = "duckdb"
 PLAIN_PEERS = ("duckdb plain", "polars plain")
@@ -49,6 +50,9 @@ SCALE_TARGETS = (
 )
 #: The stretch target: 10M rows within this ratio.
 STRETCH_10M = 1.25
+#: The profile behind the figures (where time and memory go, what would close a missed
+#: target): written by hand from profiles, so kept apart and included as it is.
+ANALYSIS = Path(__file__).resolve().parent / "ANALYSIS.md"
 
 
 # ------------------------------------------------------------------------------ figures
@@ -292,6 +296,8 @@ def render(results: dict, chart_link: str = "results/chart.png") -> str:
     lines = _header(results)
     lines += [f"![median wall time and peak memory against rows]({chart_link})", ""]
     lines += _target_table(results)
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text(encoding="utf-8").strip(), ""]
     lines += _size_tables(results)
     lines += _step_table(results)
     lines += ["Raw measurements (every run, with its command line, CPU split, process counts "

@@ -238,6 +238,25 @@ class DataflowConfig:
 
 
 @dataclass(frozen=True)
+class IncrementalConfig:
+    """Incremental runs (engine.incremental): a run over several files keeps each file's
+    partial figures and the next run reads only new and changed files."""
+
+    enabled: bool = True
+    #: where the partials are kept; none: <output>/.state
+    state_dir: str | None = None
+    #: ignore the kept partials and read every file, rebuilding the state (`--full`)
+    full: bool = False
+    #: new files are read and their partials saved in batches of about this much input, so
+    #: a run killed part-way keeps the batches it finished
+    batch_size: str = "256MiB"
+
+    def __post_init__(self) -> None:
+        if parse_size(self.batch_size, "batch_size") < 1:
+            raise ConfigurationError(f"batch_size: must be at least 1 byte, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything a run needs to know."""
 
@@ -262,6 +281,7 @@ class EngineConfig:
     log_file: str | None = None
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
@@ -362,7 +382,8 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
         nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig,
                   "MetricsConfig": MetricsConfig, "PermissionsConfig": PermissionsConfig,
                   "AuditConfig": AuditConfig, "BackupConfig": BackupConfig,
-                  "ProgressConfig": ProgressConfig, "DataflowConfig": DataflowConfig}.get(str(kind))
+                  "ProgressConfig": ProgressConfig, "DataflowConfig": DataflowConfig,
+                  "IncrementalConfig": IncrementalConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")

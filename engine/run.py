@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.execution.modes import ModeChoice, choose_mode, partition_bytes, plan_summary
 from engine.lineage.delivery import LineageDelivery, configured_client
+from engine.dataflow.partials import ReadPartials
+from engine.incremental.planning import Increment, applies, batch_bytes, batches, finish, plan_increment
 from engine.lineage.columns import ColumnDerivation
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
@@ -114,6 +116,32 @@ def execute_dataflow(dataflow: Any, requested: Sequence[str], inputs: dict[str, 
     return dataflow.execute(list(requested), inputs=inputs, overrides=overrides)
 
 
+def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[str, Any],
+                        increment: Increment, batch_size: int) -> dict[str, Any]:
+    """The requested nodes' values from the partials `increment` reuses and those of the
+    files it reads: batch by batch, each batch's partials saved as it finishes (a run
+    killed part-way keeps them), then the rest of the dataflow over every file."""
+    plan: ReadPlan = inputs["read_plan"]
+    read: dict[int, Any] = {}
+    for batch in batches(plan, increment.to_read, batch_size):
+        part = dataflow.execute(["read_partials"], inputs={
+            **inputs, "read_plan": plan.restricted_to(batch), "keep_fingerprints": True})["read_partials"]
+        for file, partial in part.partials.items():
+            increment.saved_bytes += increment.store.save(increment.keys[file], partial)
+        read.update(part.partials)
+    return dataflow.execute(list(requested), inputs={**inputs, "kept_partials": increment.kept},
+                            overrides={"read_partials": ReadPartials(read)})
+
+
+def _incremental(config: EngineConfig, user: UserModules, output_dir: Path
+                 ) -> tuple[tuple[SourceFile, ...] | None, Increment | None]:
+    """The input's files and, for an incremental run, what it reuses and reads."""
+    if not applies(config, bool(user.in_the_pass)):
+        return None, None
+    files = find_files(config.input)
+    return files, plan_increment(config, files, output_dir, quarantine.configured_key())
+
+
 def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
     """True if `node` is requested or a requested node depends on it."""
     return node in requested or any(node in {n.name for n in dataflow.what_is_upstream_of(name)}
@@ -134,7 +162,7 @@ class PreparedRun:
 
 @contextmanager
 def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: str, *,
-                 files: tuple[SourceFile, ...] | None = None,
+                 files: tuple[SourceFile, ...] | None = None, only: Collection[int] | None = None,
                  skip_malformed: bool | None = None, sized_as: str | None = None,
                  on_mode_chosen: Callable[[tuple[SourceFile, ...], ModeChoice], None] | None = None,
                  ) -> Iterator[PreparedRun]:
@@ -142,10 +170,12 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     resolve and check the files (unless the caller has: `files`; compressed ones are
     decompressed into `spool`), choose the mode (logged as `label: mode ...`), start the
     backend, size the partitions (as for mode `sized_as`, if given) and plan the reads
-    (malformed lines skipped as configured, unless `skip_malformed` says otherwise). The backend is released when the block ends;
-    failures with a known meaning become the engine's one-line errors."""
-    files = spool.decompress(find_files(source) if files is None else files)
-    input_bytes = sum(f.text_bytes for f in files)
+    (malformed lines skipped as configured, unless `skip_malformed` says otherwise). With
+    `only` (file indexes), just those files are decompressed, sized and planned (an
+    incremental run). The backend is released when the block ends; failures with a known
+    meaning become the engine's one-line errors."""
+    files = spool.decompress(find_files(source) if files is None else files, only)
+    input_bytes = sum(f.text_bytes for index, f in enumerate(files) if only is None or index in only)
     choice = choose_mode(config, input_bytes)
     log.info("%s: mode %s (%s)", label, choice.mode, choice.reason)
     if on_mode_chosen is not None:
@@ -154,7 +184,7 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     with backend, _translated_failures():
         chunk = partition_bytes(config, sized_as or choice.mode, input_bytes, backend.memory_per_thread())
         skip = config.malformed_lines == "skip" if skip_malformed is None else skip_malformed
-        plan = plan_reads(source, files, chunk, skip_malformed=skip)
+        plan = plan_reads(source, files, chunk, skip_malformed=skip, only=only)
         log.info("input %s: %s", source, plan_summary(plan))
         yield PreparedRun(files, choice, backend, chunk, plan)
 
@@ -203,19 +233,27 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
 
     def started(files: tuple[SourceFile, ...], choice: ModeChoice) -> None:
         context.files, context.mode, context.mode_reason = files, choice.mode, choice.reason
+        if increment is not None:
+            context.reused_files = frozenset(files[index].path for index in increment.kept)
         if recorder is not None:
             recorder.start()
 
     timer = StepTimer()
-    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started) as prepared:
+    files, increment = _incremental(config, user, output_dir)
+    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started, files=files,
+                      only=increment.to_read if increment else None) as prepared:
         backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
         worker_usage = (functools.partial(backend.run_on_workers, process_usage)
                         if isinstance(backend, DistributedBackend) else None)
         step_metrics = RunMetrics(worker_usage)
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
         context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
-        results = execute_dataflow(driver, [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes],
-                                   dataflow_inputs(config, plan, backend), user)
+        requested = [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes]
+        inputs = dataflow_inputs(config, plan, backend)
+        if increment is None:
+            results = execute_dataflow(driver, requested, inputs, user)
+        else:
+            results = execute_incremental(driver, requested, inputs, increment, batch_bytes(config))
         backend_info = backend.describe()
     metrics = results["data_quality_metrics"]
     alerts = metrics["alerts"]
@@ -226,6 +264,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
                          chunk, metrics, timer, run_metrics)
     report["user_outputs"] = list(user.nodes)
+    report["incremental"] = increment.report() if increment else None
     with output_errors(output_dir), staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
         user_rows = {name: write_user_output(name, results[name], staged) for name in user.nodes}
@@ -234,6 +273,8 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
         raise_if_interrupted()
         published = staged.publish()
+    if increment is not None:
+        finish(increment, prepared.files)
     context.input_profile = results["input_profile"]
     context.published = published
     context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days", "rejected_rows")}
@@ -276,6 +317,8 @@ def dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> d
         "alert_thresholds": config.alerts.thresholds(),
         "pseudonym_key": quarantine.configured_key(),
         "one_pass": OnePass(),
+        "kept_partials": {},
+        "keep_fingerprints": False,
     }
 
 

@@ -66,10 +66,10 @@ def _validated_partitions(path, rows_per_partition: int) -> list[pd.DataFrame]:
 
 def _daily_sales(path, rows_per_partition: int, fan_in: int = 3) -> pd.DataFrame:
     """daily_sales as the engine reduces it: summarize each partition, combine in a tree."""
-    level = [summaries.summarize(part, kept_rows(part))[0] for part in _validated_partitions(path, rows_per_partition)]
+    level = [summaries.summarize(part, kept_rows(part))[0][0] for part in _validated_partitions(path, rows_per_partition)]
     while len(level) > 1:
-        level = [summaries.combine(level[i:i + fan_in]) for i in range(0, len(level), fan_in)]
-    return summaries.daily_table(level[0])
+        level = [summaries.combine_sales(level[i:i + fan_in]) for i in range(0, len(level), fan_in)]
+    return summaries.daily_table(level[0].days, level[0].day_products)
 
 
 @pytest.mark.parametrize("rows_per_partition", [10**6, 50_000, 7_919], ids=["one-partition", "4-partitions", "24-partitions"])

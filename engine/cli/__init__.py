@@ -2,7 +2,8 @@
 (engine.run, engine.sources.generate, engine.governance, engine.lineage).
 
 This package's own file holds the argument parser and every subcommand (`main` is the
-console script); `debugging` holds `engine dag` and `engine run --until NODE`.
+console script); `debugging` holds `engine dag` and `engine run --until NODE`; `state`
+holds `engine state show` and `engine state prune` (the incremental state).
 
 Exit status: 0 success; 2 usage or configuration error; 3 input error; 4 data-quality
 alert with fail_on_alert; 5 cluster error; 6 out of memory; 7 lineage events still
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(a .py path or an importable name; repeatable)")
     run.add_argument("--skip-malformed-lines", action="store_const", const="skip", dest="malformed_lines",
                      help="leave out CSV lines with a wrong number of fields (listed in rejected_rows.parquet)")
+    run.add_argument("--full", action="store_const", const=True, dest="full",
+                     help="read every file and rebuild the incremental state (a folder or glob input "
+                          "otherwise reads only new and changed files)")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
@@ -74,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = lineage_commands.add_parser(name, help=text)
         sub.add_argument("--output", default="output", help="the run's output directory (default: output)")
         sub.add_argument("--config", metavar="FILE", help="YAML configuration file (lineage.timeout)")
+
+    from engine.cli.state import add_parser as add_state_parser
+
+    add_state_parser(commands)
 
     anonymize = commands.add_parser("anonymize", help="copy a dataset with customer ids pseudonymised (keyed HMAC)")
     anonymize.add_argument("input", metavar="INPUT", help="a CSV/Parquet file, a quoted glob, or a directory")
@@ -236,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
             "mode": args.mode,
             "partition_size": args.partition_size,
             "malformed_lines": getattr(args, "malformed_lines", None),
+            "incremental.full": args.full,
             "log_level": "DEBUG" if args.debug else args.log_level,
             "log_format": args.log_format,
             "log_file": args.log_file,
@@ -428,8 +437,14 @@ def _backup(args: argparse.Namespace) -> int:
     return run_backup_command(args, config)
 
 
+def _state(args: argparse.Namespace) -> int:
+    from engine.cli.state import run_state_command
+
+    return run_state_command(args, _say)
+
+
 _COMMANDS = {"run": _run, "generate": _generate, "lineage": _lineage, "anonymize": _anonymize,
-             "audit": _audit, "backup": _backup, "dag": _dag}
+             "audit": _audit, "backup": _backup, "dag": _dag, "state": _state}
 
 
 if __name__ == "__main__":

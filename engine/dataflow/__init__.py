@@ -10,6 +10,10 @@ per-partition work they share.
 - `summaries`: one partition's summary (daily sums, distinct pairs, reject counts, the
   input profile) and how two summaries combine, for `reduce`;
 - `quarantine`: the rejected rows, with why and where, customer ids pseudonymised;
+- `partials`: one input file's share of every whole-input figure, merged across files
+  (and kept between incremental runs);
+- `derivation`: `@derives`, how a node's columns come from columns upstream (the
+  column lineage is derived from these declarations);
 - `user_modules`: a user's modules of extra nodes, loaded and described.
 
 Nodes are plain functions; which backend runs them (pandas, Dask, dask.distributed) is

@@ -72,28 +72,39 @@ def partition_rejects(validated: pd.DataFrame, key: SecretKey | None) -> pa.Tabl
     return pa.concat_tables([rows, skipped])
 
 
-def resolve(rejects: pa.Table, task_lines: dict[int, int], plan: ReadPlan) -> pa.Table:
-    """The published quarantine: file paths, file line numbers and reason names, ordered
-    by file and line."""
+def lines_by_file(rejects: pa.Table, task_lines: dict[int, int], plan: ReadPlan) -> dict[int, pa.Table]:
+    """Each file's rejected rows with their file line numbers (`line`, then the reason
+    code and the cells), ordered by line, by the file's index in `plan`. The tasks of a file
+    in `plan` cover it whole, from its line 1 (the header)."""
     first_line = np.zeros(len(plan.tasks), dtype=np.int64)
     next_line: dict[int, int] = {}  # per file, the line after its tasks so far (plan order)
     for task in plan.tasks:
         first_line[task.index] = next_line.get(task.file_index, 1)
         next_line[task.file_index] = first_line[task.index] + task_lines.get(task.index, 0)
     tasks = rejects["task"].to_numpy()
-    file_of_task = np.array([t.file_index for t in plan.tasks], dtype=np.int64)
     lines = first_line[tasks] + rejects["position"].to_numpy().astype(np.int64)
-    files = file_of_task[tasks]
+    files = np.array([t.file_index for t in plan.tasks], dtype=np.int64)[tasks]
     order = np.lexsort((lines, files))
-    names = pa.array([f.path for f in plan.files], pa.string())
+    ordered = rejects.drop_columns(["task", "position"]).take(pa.array(order)).add_column(
+        0, "line", pa.array(lines[order]))
+    read = sorted({task.file_index for task in plan.tasks})
+    bounds = np.searchsorted(files[order], read + [len(plan.files)])
+    return {file: ordered.slice(start, end - start) for file, start, end in zip(read, bounds[:-1], bounds[1:])}
+
+
+def publish(by_file: list[tuple[str, pa.Table]]) -> pa.Table:
+    """The published quarantine from (path, that file's rows by `lines_by_file`), in the
+    order given (the plan's): file paths and reason names, ordered by file and line."""
     reasons = pa.array(ALL_REJECT_REASONS, pa.string())
-    table = pa.table({
-        "file": pc.take(names, pa.array(files[order])),
-        "line": pa.array(lines[order]),
-        "reason": pc.take(reasons, pc.subtract(pc.cast(pc.take(rejects["reason"], pa.array(order)), pa.int32()), 1)),
-        **{name: pc.take(rejects[name], pa.array(order)) for name in ("date", "product_id", "amount", "customer_id", "detail")},
-    }, schema=SCHEMA)
-    return table
+    parts = []
+    for path, rows in by_file:
+        parts.append(pa.table({
+            "file": pa.repeat(pa.scalar(path, pa.string()), rows.num_rows),
+            "line": rows["line"],
+            "reason": pc.take(reasons, pc.subtract(pc.cast(rows["reason"], pa.int32()), 1)),
+            **{name: rows[name] for name in ("date", "product_id", "amount", "customer_id", "detail")},
+        }, schema=SCHEMA))
+    return pa.concat_tables(parts) if parts else SCHEMA.empty_table()
 
 
 def configured_key() -> SecretKey | None:

@@ -15,28 +15,36 @@ import pandas as pd
 import pyarrow as pa
 from hamilton.function_modifiers import extract_fields
 
-from engine.dataflow import quarantine, summaries
+from engine.dataflow import partials, summaries
 from engine.dataflow.derivation import derives
 from engine.execution import frames
 from engine.rules.pseudonyms import SecretKey
-from engine.rules.validation import MALFORMED_LINE, RAW_COLUMNS
+from engine.rules.validation import RAW_COLUMNS
 from engine.sources.plan import ReadPlan
 
 
 def partition_summaries(validated_sales: pd.DataFrame, cleaned_sales_data: pd.DataFrame,
-                        pseudonym_key: SecretKey | None, one_pass: frames.OnePass) -> tuple:
+                        pseudonym_key: SecretKey | None, one_pass: frames.OnePass, keep_fingerprints: bool) -> tuple:
     """Every partition summarised and the summaries combined: the one pass over the input.
     The sales figures come from `cleaned_sales_data`; rejections, the input profile, the
     quarantine and the duplicate fingerprints from `validated_sales` (every raw row), a
     partition of each at a time. On Dask frames it is computed in one computation together
     with `one_pass`'s companions (the user nodes over the same frames), which share each
     partition's read and validation. Rejected rows' customer ids are pseudonymised with
-    `pseudonym_key`, or left out."""
+    `pseudonym_key`, or left out. Summaries stay per file; distinct records are counted,
+    or with `keep_fingerprints` kept per file (to keep each file's partial)."""
     reduction = frames.PartitionReduction(
         summarize=functools.partial(summaries.summarize, key=pseudonym_key), combine=summaries.combine,
-        merge_shard=summaries.count_distinct, shards=summaries.SHARDS,
+        merge_shard=summaries.distinct_by_file if keep_fingerprints else summaries.count_distinct,
+        shards=summaries.SHARDS,
     )
     return one_pass.compute(frames.reduce_partitions((validated_sales, cleaned_sales_data), reduction))
+
+
+def read_partials(partition_summaries: tuple, read_plan: ReadPlan) -> partials.ReadPartials:
+    """The partials of the files read in this run (engine.dataflow.partials)."""
+    by_file, shard_results = partition_summaries
+    return partials.from_pass(by_file, shard_results, read_plan)
 
 
 @derives(
@@ -75,23 +83,25 @@ def partition_summaries(validated_sales: pd.DataFrame, cleaned_sales_data: pd.Da
         "rejected_rows": pa.Table,
     }
 )
-def sales_reductions(partition_summaries: tuple, read_plan: ReadPlan) -> dict:
-    """The large-data reductions: per-day sales of the kept rows (exact integer cents,
-    distinct products), a profile of each input file (records, missing cells, value
-    ranges), rejections per reason, the number of distinct raw records (a skipped
+def sales_reductions(read_partials: partials.ReadPartials, kept_partials: dict[int, partials.FilePartial],
+                     read_plan: ReadPlan) -> dict:
+    """The large-data reductions over every input file (the files read now and those whose
+    partials were kept from earlier runs): per-day sales of the kept rows (exact integer
+    cents, distinct products), a profile of each input file (records, missing cells,
+    value ranges), rejections per reason, the number of distinct raw records (a skipped
     malformed line is never a duplicate), and the rejected rows themselves (the
     quarantine, customer ids pseudonymised or left out)."""
-    summary, distinct_per_shard = partition_summaries
-    profile = _input_profile(summary.profiles, read_plan)
-    rejected = summaries.rejected_by_reason(summary)
+    every = sorted({**kept_partials, **read_partials.partials}.items())
+    merged = partials.merge(every, read_plan, read_partials.distinct_records if not kept_partials else None)
+    profile = _input_profile(merged.profiles, read_plan)
     return {
-        "daily_sales": summaries.daily_table(summary),
+        "daily_sales": merged.daily_sales,
         "input_profile": profile,
         "raw_record_count": int(profile["rows"].sum()),
         "missing_cells_by_column": {c: int(profile[f"missing_{c}"].sum()) for c in RAW_COLUMNS},
-        "rejected_by_reason": rejected,
-        "distinct_raw_rows": sum(distinct_per_shard) + rejected[MALFORMED_LINE],
-        "rejected_rows": quarantine.resolve(summary.rejects, summary.task_lines, read_plan),
+        "rejected_by_reason": summaries.rejected_by_reason(merged.reasons),
+        "distinct_raw_rows": merged.distinct_records,
+        "rejected_rows": merged.rejected_rows,
     }
 
 

@@ -21,6 +21,7 @@ others, so the exact count is a sum of independent, equally sized merges.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,13 @@ class SalesSummary:
     task_lines: dict[int, int]
 
 
+#: Summaries by the file they cover (its index in the read plan).
+FileSummaries = dict[int, SalesSummary]
+
+
 def summarize(validated: pd.DataFrame, cleaned: pd.DataFrame, key: SecretKey | None = None) -> tuple:
-    """A partition's summary followed by its distinct fingerprints, one array per shard.
+    """A partition's summary followed by its distinct fingerprints, one array per shard,
+    each keyed by the partition's file.
 
     The sales figures (per-day totals, distinct products per day) come from the partition
     of `cleaned_sales_data`; what is about every raw row (rejections, the file profile,
@@ -86,21 +92,27 @@ def summarize(validated: pd.DataFrame, cleaned: pd.DataFrame, key: SecretKey | N
     task_lines = {validated.attrs["task"]: validated.attrs["lines"]} if "task" in validated.attrs else {}
     summary = SalesSummary(days, pairs, reasons, profile, quarantine.partition_rejects(validated, key),
                            task_lines)
-    return (summary, *_shards(_sorted_distinct(validated["fingerprint"].to_numpy())))
+    file = int(validated.attrs.get("file", 0))  # a read task is part of one file
+    return ({file: summary}, *({file: part} for part in _shards(_sorted_distinct(validated["fingerprint"].to_numpy()))))
 
 
-def combine(summaries: list[SalesSummary]) -> SalesSummary:
+def combine(summaries: list[FileSummaries]) -> FileSummaries:
+    """One summary per file of all the partitions the given summaries cover."""
+    by_file: dict[int, list[SalesSummary]] = {}
+    for summary in summaries:
+        for file, part in summary.items():
+            by_file.setdefault(file, []).append(part)
+    return {file: combine_sales(parts) for file, parts in sorted(by_file.items())}
+
+
+def combine_sales(summaries: list[SalesSummary]) -> SalesSummary:
     """One summary of all the partitions the given summaries cover."""
     if len(summaries) == 1:
         return summaries[0]
-    grouped = pa.concat_tables([s.days for s in summaries]).group_by("day").aggregate(
-        [("total_hi", "sum"), ("total_lo", "sum"), ("transaction_count", "sum")])
-    hi, lo = _carry(grouped["total_hi_sum"].to_numpy(), grouped["total_lo_sum"].to_numpy())
-    days = _days_table(grouped["day"], hi, lo, grouped["transaction_count_sum"])
     profiles = pd.concat([s.profiles for s in summaries], ignore_index=True)
     return SalesSummary(
-        days=days,
-        day_products=_distinct(pa.concat_tables([s.day_products for s in summaries])),
+        days=merged_days([s.days for s in summaries]),
+        day_products=merged_day_products([s.day_products for s in summaries]),
         reasons=np.sum([s.reasons for s in summaries], axis=0),
         profiles=profiles.groupby("source_file", as_index=False).agg(PROFILE_COMBINE),
         rejects=pa.concat_tables([s.rejects for s in summaries]),
@@ -108,17 +120,54 @@ def combine(summaries: list[SalesSummary]) -> SalesSummary:
     )
 
 
-def count_distinct(shard: list[np.ndarray]) -> int:
-    """How many distinct fingerprints one shard of every partition holds together."""
-    return int(_sorted_distinct(np.concatenate(shard)).size) if shard else 0
+def merged_days(days: list[pa.Table]) -> pa.Table:
+    """Per-day totals of several summaries added up (exactly: the halves carry)."""
+    if len(days) == 1:
+        return days[0]
+    grouped = pa.concat_tables(days).group_by("day").aggregate(
+        [("total_hi", "sum"), ("total_lo", "sum"), ("transaction_count", "sum")])
+    hi, lo = _carry(grouped["total_hi_sum"].to_numpy(), grouped["total_lo_sum"].to_numpy())
+    return _days_table(grouped["day"], hi, lo, grouped["transaction_count_sum"])
 
 
-def daily_table(summary: SalesSummary) -> pd.DataFrame:
+def merged_day_products(pairs: list[pa.Table]) -> pa.Table:
+    """The distinct (day, product_id) pairs of several summaries."""
+    return pairs[0] if len(pairs) == 1 else _distinct(pa.concat_tables(pairs))
+
+
+def count_distinct(shard: list[dict[int, np.ndarray]]) -> int:
+    """How many distinct fingerprints one shard of every partition (of every file) holds."""
+    parts = [part for by_file in shard for part in by_file.values()]
+    return int(_sorted_distinct(np.concatenate(parts)).size) if parts else 0
+
+
+def distinct_by_file(shard: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
+    """One shard's distinct fingerprints of each file, ascending."""
+    by_file: dict[int, list[np.ndarray]] = {}
+    for parts in shard:
+        for file, part in parts.items():
+            by_file.setdefault(file, []).append(part)
+    return {file: _sorted_distinct(np.concatenate(parts)) for file, parts in by_file.items()}
+
+
+def count_distinct_across(fingerprints: list[np.ndarray]) -> int:
+    """How many distinct values the given ascending arrays of distinct fingerprints (one
+    per file) hold together; shard by shard, on threads (numpy sorts without the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(fingerprints) == 1:
+        return int(fingerprints[0].size)
+    shards = list(zip(*(_shards(array) for array in fingerprints)))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return sum(pool.map(lambda parts: int(_sorted_distinct(np.concatenate(parts)).size), shards))
+
+
+def daily_table(days: pa.Table, day_products: pa.Table) -> pd.DataFrame:
     """One row per sales day, ascending: date, total_cents, transaction_count, unique_products.
 
     `total_cents` is int64 when every total fits, otherwise exact Python ints (object)."""
-    products = summary.day_products.group_by("day").aggregate([("product_id", "count")])
-    daily = summary.days.join(products, "day").sort_by("day")
+    products = day_products.group_by("day").aggregate([("product_id", "count")])
+    daily = days.join(products, "day").sort_by("day")
     return pd.DataFrame({
         "date": pd.Series(pc.cast(daily["day"], pa.date32()).to_pylist(), dtype=object),
         "total_cents": _total_cents(daily["total_hi"].to_numpy(), daily["total_lo"].to_numpy()),
@@ -127,9 +176,9 @@ def daily_table(summary: SalesSummary) -> pd.DataFrame:
     })
 
 
-def rejected_by_reason(summary: SalesSummary) -> dict[str, int]:
-    """Rejected raw records per reason, every reason present."""
-    return {reason: int(summary.reasons[code]) for code, reason in enumerate(ALL_REJECT_REASONS, start=KEPT + 1)}
+def rejected_by_reason(reasons: np.ndarray) -> dict[str, int]:
+    """Rejected raw records per reason (from rows per reason code), every reason present."""
+    return {reason: int(reasons[code]) for code, reason in enumerate(ALL_REJECT_REASONS, start=KEPT + 1)}
 
 
 def _day_totals(day: pa.Array, cents: np.ndarray) -> pa.Table:

@@ -14,7 +14,9 @@ through this package, so the rules are written once:
 - `append`: appending one line at a time to a log-like file (the run history, the
   lineage record, the audit log, the log file).
 - `leftovers`: folders a killed run left behind (staging, input spool), removed by the
-  next run.
+  next run;
+- `digests`: SHA-256 of files and folders (the audit log, backup manifests, the
+  incremental state's content keys).
 
 It depends on nothing of the engine but `engine.errors`.
 """

@@ -52,6 +52,12 @@ def read_own_text(path: Path | str, what: str) -> str | None:
     """The text of one of the engine's own files (None when there is none), read without
     following a symbolic link: a link or special file in its place is refused with a
     ConfigurationError naming the path and `what` it is ("the run history")."""
+    data = read_own_bytes(path, what)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def read_own_bytes(path: Path | str, what: str) -> bytes | None:
+    """The bytes of one of the engine's own files, as `read_own_text` reads them."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -64,4 +70,4 @@ def read_own_text(path: Path | str, what: str) -> str | None:
     with open(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise ConfigurationError(f"{path}: {what} is not a regular file")
-        return handle.read().decode("utf-8", errors="replace")
+        return handle.read()

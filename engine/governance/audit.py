@@ -33,7 +33,7 @@ from engine.errors import UNEXPECTED_EXIT_CODE, ConfigurationError, EngineError,
 from engine.execution.interrupts import exit_code_of_interrupt
 from engine.files.append import append_line, open_for_append
 from engine.files.permissions import PRIVATE_FILE_MODE, make_dirs
-from engine.governance.digests import BackgroundDigests, file_sha256, file_size
+from engine.files.digests import BackgroundDigests, file_sha256, file_size
 
 if TYPE_CHECKING:
     from engine.config import AuditConfig

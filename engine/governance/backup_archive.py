@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from engine.errors import BackupError
-from engine.governance.digests import file_sha256, listing_sha256
+from engine.files.digests import file_sha256, listing_sha256
 
 log = logging.getLogger("engine.backup_archive")  # the name in log lines, kept from before the package layout
 

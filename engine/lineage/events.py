@@ -19,6 +19,7 @@ import attr
 import pandas as pd
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import (
+    InputDatasetFacet,
     RunFacet,
     column_lineage_dataset,
     data_quality_metrics_input_dataset,
@@ -44,6 +45,20 @@ from engine.sources.plan import SourceFile
 
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
 ENGINE_FACET_SCHEMA = "https://pypi.org/project/sales-engine/spec/SalesEngineRunFacet.json#/$defs/SalesEngineRunFacet"
+INPUT_FACET_SCHEMA = ("https://pypi.org/project/sales-engine/spec/SalesEngineInputFacet.json"
+                      "#/$defs/SalesEngineInputFacet")
+
+
+@attr.define
+class SalesEngineInputFacet(InputDatasetFacet):
+    """How an incremental run used an input file: read now, or its figures reused from the
+    partial an earlier run kept (engine.incremental)."""
+
+    reusedPartial: bool  # noqa: N815
+
+    @staticmethod
+    def _get_schema() -> str:
+        return INPUT_FACET_SCHEMA
 
 
 @attr.define
@@ -79,6 +94,8 @@ class RunContext:
     user_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the dataflow's column lineage, from the run's Hamilton graph
     derivation: ColumnDerivation | None = None
+    #: an incremental run's files whose partials were reused (paths); None: not incremental
+    reused_files: frozenset[str] | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -185,6 +202,8 @@ def _inputs(context: RunContext) -> list[InputDataset]:
                 "inputStatistics": input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
                     rowCount=int(profile["rows"]), size=file.size, fileCount=1),
             }
+        if context.reused_files is not None:
+            input_facets["salesEngineInput"] = SalesEngineInputFacet(reusedPartial=file.path in context.reused_files)
         datasets.append(InputDataset(
             namespace=namespace, name=name,
             facets={

@@ -189,6 +189,11 @@ def _run_section(report: Mapping) -> str:
         ("bytes read (driver / workers)",
          f"{run['bytes_read']['driver'] / mib:,.1f} MiB / {run['bytes_read']['workers'] / mib:,.1f} MiB"),
     ]
+    increment = report.get("incremental")
+    if increment:
+        rows.append(("incremental", f"{increment['files_read']:,} file(s) read, {increment['files_reused']:,} reused "
+                                    f"from the state, {increment['files_removed']:,} removed; state "
+                                    f"{increment['state_bytes'] / mib:,.1f} MiB"))
     table = "<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows) + "</table>"
     if run["workers"]:
         table += ("<table><tr><th>Dask worker</th><th>CPU</th><th>peak memory</th><th>bytes read</th></tr>"

@@ -13,6 +13,7 @@ import dataclasses
 import glob
 import io
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,16 @@ class ReadPlan:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def files_read(self) -> tuple[int, ...]:
+        """Indexes of the files the tasks read (every file, unless the plan was restricted)."""
+        return tuple(sorted({task.file_index for task in self.tasks}))
+
+    def restricted_to(self, files: Collection[int]) -> ReadPlan:
+        """The plan of the same files whose tasks read only the files `files` (indexes)."""
+        kept = [task for task in self.tasks if task.file_index in set(files)]
+        return dataclasses.replace(self, tasks=tuple(dataclasses.replace(task, index=i) for i, task in enumerate(kept)))
+
 
 
 def find_files(source: str) -> tuple[SourceFile, ...]:
@@ -111,9 +122,11 @@ def find_files(source: str) -> tuple[SourceFile, ...]:
 
 
 def plan_reads(source: str, files: tuple[SourceFile, ...], partition_bytes: int,
-               skip_malformed: bool = False) -> ReadPlan:
-    """Read tasks of about `partition_bytes` each that cover every file exactly once."""
-    tasks = (task for index, f in enumerate(files) for task in _tasks_for(f, index, partition_bytes))
+               skip_malformed: bool = False, only: Collection[int] | None = None) -> ReadPlan:
+    """Read tasks of about `partition_bytes` each that cover every file (or the files
+    `only`, by index) exactly once."""
+    tasks = (task for index, f in enumerate(files) if only is None or index in only
+             for task in _tasks_for(f, index, partition_bytes))
     numbered = tuple(dataclasses.replace(task, index=i, skip_malformed=skip_malformed) for i, task in enumerate(tasks))
     return ReadPlan(source=source, files=files, tasks=numbered)
 

@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import os
 import shutil
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,9 +47,11 @@ class InputSpool:
     def __exit__(self, *exc_info: object) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def decompress(self, files: tuple[SourceFile, ...]) -> tuple[SourceFile, ...]:
-        """`files` with every compressed CSV file read from a decompressed copy."""
-        compressed = [i for i, f in enumerate(files) if f.format == "csv" and f.compression and not f.read_path]
+    def decompress(self, files: tuple[SourceFile, ...], only: Collection[int] | None = None) -> tuple[SourceFile, ...]:
+        """`files` with every compressed CSV file (of the indexes `only`, if given) read from
+        a decompressed copy."""
+        compressed = [i for i, f in enumerate(files) if f.format == "csv" and f.compression and not f.read_path
+                      and (only is None or i in only)]
         if not compressed:
             return files
         self._make_folder()

@@ -1,0 +1,123 @@
+"""Which files an incremental run reads, and which partials it reuses.
+
+A run is incremental when its input is a folder or a glob (a growing set of files),
+incremental runs are enabled, and no user node takes a partitioned frame (a user node's
+result over the whole input is not mergeable file by file, so such a run reads every
+file). Each file's key (engine.incremental.keys) is looked up in the state: a partial
+kept under it is reused; every other file is read, and its partial saved as its batch
+finishes. `full` (`engine run --full`) reads every file and rebuilds the state.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.config import EngineConfig, parse_size
+from engine.dataflow.partials import FilePartial
+from engine.incremental.keys import content_digests, partial_key
+from engine.incremental.store import StateStore
+from engine.rules.pseudonyms import SecretKey
+from engine.sources.plan import ReadPlan, SourceFile
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".state"
+
+
+@dataclass
+class Increment:
+    """An incremental run's files: every file's key, the partials reused, the files to read."""
+
+    store: StateStore
+    #: every input file's key, by index in the input
+    keys: dict[int, str]
+    #: the partials reused, by file index
+    kept: dict[int, FilePartial]
+    #: files of the previous run that are no longer in the input
+    removed: int
+    #: bytes of partials saved by this run
+    saved_bytes: int = field(default=0)
+
+    @property
+    def to_read(self) -> tuple[int, ...]:
+        return tuple(index for index in self.keys if index not in self.kept)
+
+    def report(self) -> dict:
+        """The run report's `incremental` section; `state_bytes` is what the state holds once
+        the run has pruned it (the partials of this input's files)."""
+        return {"files_reused": len(self.kept), "files_read": len(self.to_read), "files_removed": self.removed,
+                "state_bytes": self.store.size_of(set(self.keys.values()))}
+
+
+def applies(config: EngineConfig, frames_taken_by_user_nodes: bool) -> bool:
+    """True when a run of `config` is incremental (see the module's description)."""
+    source = config.input or ""
+    growing = glob.has_magic(source) or Path(source).is_dir()
+    if growing and config.incremental.enabled and frames_taken_by_user_nodes:
+        log.info("incremental: a user node takes a partitioned frame, so every file is read")
+    return growing and config.incremental.enabled and not frames_taken_by_user_nodes
+
+
+def state_dir(config: EngineConfig, output_dir: Path) -> Path:
+    return Path(config.incremental.state_dir) if config.incremental.state_dir else output_dir / STATE_DIR
+
+
+def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_dir: Path,
+                   pseudonym_key: SecretKey | None) -> Increment:
+    """Key every file by its content and reuse the partials the state holds for them."""
+    store = StateStore(state_dir(config, output_dir))
+    digests = content_digests([f.path for f in files], threads=os.cpu_count() or 1)
+    settings = partial_settings(config, pseudonym_key)
+    keys = {index: partial_key(digests[f.path], settings) for index, f in enumerate(files)}
+    previous = store.manifest()
+    kept: dict[int, FilePartial] = {}
+    if not config.incremental.full:
+        for index, key in keys.items():
+            partial = store.load(key, files[index].path)
+            if partial is not None:
+                kept[index] = partial
+    removed = len(set(previous) - {f.path for f in files})
+    increment = Increment(store, keys, kept, removed)
+    log.info("incremental: %d file(s) reused, %d to read, %d removed since the last run%s", len(kept),
+             len(increment.to_read), removed, " (--full: the state is rebuilt)" if config.incremental.full else "")
+    return increment
+
+
+def partial_settings(config: EngineConfig, pseudonym_key: SecretKey | None) -> dict:
+    """The settings that change a file's partial: whether malformed lines are skipped, and
+    which key pseudonymises the quarantine's customer ids (its digest, never the key)."""
+    key = None
+    if pseudonym_key is not None:
+        key = hashlib.sha256(b"engine incremental state\0" + pseudonym_key.reveal()).hexdigest()
+    return {"malformed_lines": config.malformed_lines, "pseudonym_key": key}
+
+
+def batches(plan: ReadPlan, files: tuple[int, ...], batch_bytes: int) -> list[tuple[int, ...]]:
+    """The files to read, in input order, in batches of about `batch_bytes` of input each
+    (a file is never split across batches)."""
+    groups: list[list[int]] = [[]]
+    size = 0
+    for index in files:
+        if groups[-1] and size >= batch_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += plan.files[index].read_size
+    return [tuple(group) for group in groups if group]
+
+
+def batch_bytes(config: EngineConfig) -> int:
+    return parse_size(config.incremental.batch_size, "incremental.batch_size")
+
+
+def finish(increment: Increment, files: tuple[SourceFile, ...]) -> None:
+    """After a published run: the manifest of its files, and no partial of any other file."""
+    increment.store.write_manifest({files[index].path: key for index, key in increment.keys.items()})
+    removed, freed = increment.store.prune(set(increment.keys.values()))
+    if removed:
+        log.info("incremental: removed %d partial(s) no file of this input needs (%d bytes)", removed, freed)
