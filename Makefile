@@ -44,8 +44,10 @@ test-system-packages:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-## bench: the full benchmark suite (1k to 10M rows; BENCH_ARGS=--with-100m adds 100M)
+## bench: the full benchmark suite (1k to 10M rows; BENCH_ARGS=--with-100m adds 100M), then
+## the incremental-run benchmark (a year of daily files plus one day), both in RESULTS.md
 bench: $(STAMP)
+	$(BIN)/python benchmarks/incremental.py
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 ## bench-quick: the quick variant (small sizes, fewer repetitions; a few minutes)

@@ -291,8 +291,48 @@ def _target_table(results: dict) -> list[str]:
     return lines + [""]
 
 
-def render(results: dict, chart_link: str = "results/chart.png") -> str:
-    """The whole Markdown report."""
+#: The incremental run's target: its wall time at most this share of the full run's.
+INCREMENTAL_TARGET = 0.10
+
+
+def _incremental_section(incremental: dict) -> list[str]:
+    """benchmarks/incremental.py's figures: the full and the incremental run of a year of
+    daily files plus one day, paired by round."""
+    runs = incremental["runs"]
+    by_kind = {kind: [r for r in runs if r["kind"] == kind and r["exit_code"] == 0] for kind in ("full", "incremental")}
+    rounds = {r["repetition"] for r in runs}
+    ratios = [inc["wall_s"] / full["wall_s"] for round_ in rounds
+              for full in by_kind["full"] if full["repetition"] == round_
+              for inc in by_kind["incremental"] if inc["repetition"] == round_]
+    ratio = statistics.median(ratios) if ratios else None
+    files = incremental["days"] + 1
+    rows = files * incremental["rows_per_file"]
+    lines = ["## Incremental runs", "",
+             f"`benchmarks/incremental.py`: {incremental['days']} daily files of "
+             f"{incremental['rows_per_file']:,} rows, then day {files} added ({rows:,} rows in all). `full` "
+             "is `engine run DAYS --full` (reads every file); `incremental` is `engine run DAYS` over the "
+             f"{incremental['days']}-day state (reads the new day, reuses the rest). "
+             f"Rounds: {len(rounds)}; outputs byte-identical: {'yes' if incremental['same_bytes'] else '**no**'}.", "",
+             "| run | wall s (median) | CPU s (median) | peak MiB (median) | files read / reused | state MiB |",
+             "|---|---:|---:|---:|---|---:|"]
+    for kind, done in by_kind.items():
+        if not done:
+            lines.append(f"| {kind} | failed | | | | |")
+            continue
+        last = done[-1].get("incremental") or {}
+        lines.append(f"| {kind} | {_num(statistics.median(r['wall_s'] for r in done))} "
+                     f"| {_num(statistics.median(r['cpu_s'] for r in done))} "
+                     f"| {_num(statistics.median(r['peak_tree_rss_mib'] for r in done), 0)} "
+                     f"| {last.get('files_read', '–')} / {last.get('files_reused', '–')} "
+                     f"| {_num((last.get('state_bytes') or 0) / 2**20, 1)} |")
+    ok = None if ratio is None else ratio <= INCREMENTAL_TARGET
+    lines += ["", f"Incremental wall time over the full run's (paired median): **{_num(ratio)}** "
+              f"(target ≤ {INCREMENTAL_TARGET:g}: {_met(ok)}).", ""]
+    return lines
+
+
+def render(results: dict, chart_link: str = "results/chart.png", incremental: dict | None = None) -> str:
+    """The whole Markdown report (with benchmarks/incremental.py's figures, if given)."""
     lines = _header(results)
     lines += [f"![median wall time and peak memory against rows]({chart_link})", ""]
     lines += _target_table(results)
@@ -300,6 +340,8 @@ def render(results: dict, chart_link: str = "results/chart.png") -> str:
         lines += [ANALYSIS.read_text(encoding="utf-8").strip(), ""]
     lines += _size_tables(results)
     lines += _step_table(results)
+    if incremental:
+        lines += _incremental_section(incremental)
     lines += ["Raw measurements (every run, with its command line, CPU split, process counts "
               "and the engine's run report): `results.json` beside the chart.", ""]
     return "\n".join(lines)

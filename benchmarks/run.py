@@ -278,7 +278,9 @@ def render(results: dict, results_dir: Path, report_path: Path) -> None:
     chart.draw(results, chart_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     link = os.path.relpath(chart_path, report_path.parent)
-    report_path.write_text(report.render(results, chart_link=link))
+    incremental_path = results_dir / "incremental.json"
+    incremental = json.loads(incremental_path.read_text()) if incremental_path.exists() else None
+    report_path.write_text(report.render(results, chart_link=link, incremental=incremental))
     print(f"wrote {results_dir / 'results.json'}, {chart_path}, {report_path}")
 
 

@@ -24,22 +24,24 @@ from openlineage.client.uuid import generate_new_uuid
 from engine import __version__
 from engine.config import EngineConfig
 from engine.dataflow import quarantine
+from engine.dataflow.partials import ReadPartials
 from engine.dataflow.user_modules import FRAMES, UserModules, load_user_modules
 from engine.errors import ClusterError, ConfigurationError, EngineError, QualityAlertError, ResourceError
 from engine.execution.backends import Backend, DaskBackend, DistributedBackend, PandasBackend
 from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.execution.modes import ModeChoice, choose_mode, partition_bytes, plan_summary
-from engine.lineage.delivery import LineageDelivery, configured_client
-from engine.dataflow.partials import ReadPartials
-from engine.incremental.planning import Increment, applies, batch_bytes, batches, finish, plan_increment
+from engine.incremental.planning import (Increment, applies, batch_bytes, batches, count_distinct, finish,
+                                         plan_increment)
 from engine.lineage.columns import ColumnDerivation
+from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
 from engine.observability.metrics import RunMetrics, StepTimer, process_usage
 from engine.observability.run_monitor import RunMonitor
 from engine.outputs.forms import write_json, write_outputs, write_user_output
 from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
+from engine.rules.pseudonyms import SecretKey
 from engine.sources.plan import ReadPlan, SourceFile, find_files, plan_reads
 from engine.sources.spool import InputSpool, input_spool
 
@@ -127,19 +129,20 @@ def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[st
         part = dataflow.execute(["read_partials"], inputs={
             **inputs, "read_plan": plan.restricted_to(batch), "keep_fingerprints": True})["read_partials"]
         for file, partial in part.partials.items():
-            increment.saved_bytes += increment.store.save(increment.keys[file], partial)
+            increment.store.save(increment.keys[file], partial)
         read.update(part.partials)
+    counted = ReadPartials(read, count_distinct(increment, read))
     return dataflow.execute(list(requested), inputs={**inputs, "kept_partials": increment.kept},
-                            overrides={"read_partials": ReadPartials(read)})
+                            overrides={"read_partials": counted})
 
 
-def _incremental(config: EngineConfig, user: UserModules, output_dir: Path
+def _incremental(config: EngineConfig, user: UserModules, output_dir: Path, pseudonym_key: SecretKey | None
                  ) -> tuple[tuple[SourceFile, ...] | None, Increment | None]:
     """The input's files and, for an incremental run, what it reuses and reads."""
     if not applies(config, bool(user.in_the_pass)):
         return None, None
-    files = find_files(config.input)
-    return files, plan_increment(config, files, output_dir, quarantine.configured_key())
+    increment = plan_increment(config, find_files(config.input), output_dir, pseudonym_key)
+    return increment.files, increment
 
 
 def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
@@ -239,7 +242,8 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
             recorder.start()
 
     timer = StepTimer()
-    files, increment = _incremental(config, user, output_dir)
+    pseudonym_key = quarantine.configured_key()
+    files, increment = _incremental(config, user, output_dir, pseudonym_key)
     with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started, files=files,
                       only=increment.to_read if increment else None) as prepared:
         backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
@@ -249,7 +253,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
         context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
         requested = [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes]
-        inputs = dataflow_inputs(config, plan, backend)
+        inputs = dataflow_inputs(config, plan, backend, pseudonym_key)
         if increment is None:
             results = execute_dataflow(driver, requested, inputs, user)
         else:
@@ -306,8 +310,10 @@ def _lineage_recorder(config: EngineConfig, context: RunContext, output_dir: Pat
     return LineageRecorder(context, delivery, node_events=config.lineage.node_events)
 
 
-def dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> dict[str, Any]:
-    """The dataflow's inputs for a prepared run: the read plan, the backend, and the
+def dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend,
+                    pseudonym_key: SecretKey | None) -> dict[str, Any]:
+    """The dataflow's inputs for a prepared run: the read plan, the backend, the key that
+    pseudonymises the quarantine's customer ids (quarantine.configured_key), and the
     configuration values nodes may take."""
     return {
         "read_plan": plan,
@@ -315,7 +321,7 @@ def dataflow_inputs(config: EngineConfig, plan: ReadPlan, backend: Backend) -> d
         "top_days": config.top_days,
         "id_dtype": config.id_dtype,
         "alert_thresholds": config.alerts.thresholds(),
-        "pseudonym_key": quarantine.configured_key(),
+        "pseudonym_key": pseudonym_key,
         "one_pass": OnePass(),
         "kept_partials": {},
         "keep_fingerprints": False,

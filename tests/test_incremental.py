@@ -199,3 +199,54 @@ def test_reused_inputs_are_marked_in_the_lineage(tmp_path, spec):
     marks = {Path(d["name"]).name: d["inputFacets"]["salesEngineInput"]["reusedPartial"] for d in complete["inputs"]}
     assert marks == {"sales_001.csv": True, "sales_002.csv": True, "sales_003.csv": False}
     validate_event(complete)
+
+
+def test_column_lineage_of_many_files_names_their_folder(tmp_path, spec):
+    """Above 16 input files the column lineage names the input folder once, and each file's
+    input dataset links to it (symlinks), instead of every file for every column."""
+    from openlineage_schemas import validate_event
+
+    days = tmp_path / "days"
+    for day in range(1, 19):
+        _day(days, day, rows=200)
+    run_engine(days, tmp_path / "out")
+    events = [json.loads(line) for line in (tmp_path / "out" / "lineage" / "events.jsonl").read_text().splitlines()]
+    complete = events[-1]
+    validate_event(complete)
+    assert len(complete["inputs"]) == 18
+    for dataset in complete["inputs"]:
+        assert dataset["facets"]["symlinks"]["identifiers"] == [
+            {"namespace": "file", "name": str(days.resolve()), "type": "LOCATION"}]
+    for output in complete["outputs"]:
+        fields = output["facets"]["columnLineage"]["fields"].values()
+        assert {f["name"] for column in fields for f in column["inputFields"]} <= {str(days.resolve())}
+    assert len((tmp_path / "out" / "lineage" / "events.jsonl").read_bytes()) < 1_000_000
+
+
+def test_duplicates_across_files_stay_exact_as_days_are_added(tmp_path, caplog):
+    """The distinct-record index: a new file that repeats an old one's records adds no
+    distinct record; a damaged index is rebuilt, never trusted."""
+    days = tmp_path / "days"
+    for day in (1, 2):
+        _day(days, day)
+    run_engine(days, tmp_path / "out")
+    # the same records again, and one more: a new file whose records are nearly all duplicates
+    (days / "sales_003.csv").write_bytes((days / "sales_001.csv").read_bytes() + b"2024-02-02,P9,1.00,C9\n")
+    result = run_engine(days, tmp_path / "out")
+    assert result.report["incremental"]["files_read"] == 1
+    full = _full(days, tmp_path / "full")
+    assert _outputs(tmp_path / "out") == full
+    quality = json.loads(full["data_quality_metrics.json"])
+    assert quality["duplicate_count"] >= 1500  # every record of the copy, at least
+    index = tmp_path / "out" / ".state" / "distinct"
+    assert sorted(p.name for p in index.iterdir()) == ["base.npy", "delta-1.npy", "index.json"]
+    base = index / "base.npy"
+    data = bytearray(base.read_bytes())
+    data[-3] ^= 0x01
+    base.write_bytes(bytes(data))
+    _day(days, 4)
+    caplog.clear()
+    run_engine(days, tmp_path / "out")
+    assert any("distinct-record index is unusable" in r.getMessage() for r in caplog.records)
+    assert _outputs(tmp_path / "out") == _full(days, tmp_path / "full-2")
+    assert sorted(p.name for p in index.iterdir()) == ["base.npy", "index.json"]  # rebuilt

@@ -58,8 +58,9 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     """NODE's value, computed on the configured input and mode; nothing is written."""
     import logging
 
-    from engine.execution.interrupts import InterruptCheckpoint, interruptible
+    from engine.dataflow import quarantine
     from engine.dataflow.user_modules import load_user_modules
+    from engine.execution.interrupts import InterruptCheckpoint, interruptible
     from engine.run import build_driver, dataflow_inputs, execute_dataflow, prepared_run
     from engine.sources.spool import input_spool
 
@@ -70,7 +71,7 @@ def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     with interruptible(), input_spool(config, Path(tempfile.gettempdir()), uuid.uuid4().hex) as spool, \
             prepared_run(config, config.input, spool, f"until {node}") as prepared:
         driver = build_driver(prepared.backend, [InterruptCheckpoint(), *adapters], user)
-        inputs = dataflow_inputs(config, prepared.plan, prepared.backend)
+        inputs = dataflow_inputs(config, prepared.plan, prepared.backend, quarantine.configured_key())
         value = execute_dataflow(driver, [node], inputs, user)[node]
         return summarize(node, value)
 

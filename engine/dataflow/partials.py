@@ -81,15 +81,13 @@ class MergedFigures:
     distinct_records: int
 
 
-def merge(partials: list[tuple[int, FilePartial]], plan: ReadPlan, distinct_records: int | None) -> MergedFigures:
-    """The figures of the files `(index in plan.files, partial)`, in file order.
-    `distinct_records` is the pass's count when it covered every file; otherwise the
-    files' fingerprints are counted together. A skipped malformed line is never a
-    duplicate: it counts as distinct."""
+def merge(partials: list[tuple[int, FilePartial]], plan: ReadPlan, distinct_records: int) -> MergedFigures:
+    """The figures of the files `(index in plan.files, partial)`, in file order, with
+    `distinct_records` distinct records among their parsed rows (counted by the pass, or
+    by an incremental run over the files' fingerprints). A skipped malformed line is never
+    a duplicate: it counts as distinct."""
     parts = [partial for _, partial in partials]
     reasons = np.sum([p.reasons for p in parts], axis=0)
-    if distinct_records is None:
-        distinct_records = summaries.count_distinct_across([p.fingerprints for p in parts])
     profiles = pd.DataFrame([{"source_file": file, **p.profile} for file, p in partials])
     profiles = profiles.astype({figure: "int64" for figure in PROFILE_FIGURES if figure.startswith(("rows", "missing"))})
     return MergedFigures(

@@ -92,7 +92,7 @@ def sales_reductions(read_partials: partials.ReadPartials, kept_partials: dict[i
     malformed line is never a duplicate), and the rejected rows themselves (the
     quarantine, customer ids pseudonymised or left out)."""
     every = sorted({**kept_partials, **read_partials.partials}.items())
-    merged = partials.merge(every, read_plan, read_partials.distinct_records if not kept_partials else None)
+    merged = partials.merge(every, read_plan, read_partials.distinct_records)
     profile = _input_profile(merged.profiles, read_plan)
     return {
         "daily_sales": merged.daily_sales,

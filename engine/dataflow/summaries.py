@@ -93,7 +93,7 @@ def summarize(validated: pd.DataFrame, cleaned: pd.DataFrame, key: SecretKey | N
     summary = SalesSummary(days, pairs, reasons, profile, quarantine.partition_rejects(validated, key),
                            task_lines)
     file = int(validated.attrs.get("file", 0))  # a read task is part of one file
-    return ({file: summary}, *({file: part} for part in _shards(_sorted_distinct(validated["fingerprint"].to_numpy()))))
+    return ({file: summary}, *({file: part} for part in _shards(sorted_distinct(validated["fingerprint"].to_numpy()))))
 
 
 def combine(summaries: list[FileSummaries]) -> FileSummaries:
@@ -131,14 +131,26 @@ def merged_days(days: list[pa.Table]) -> pa.Table:
 
 
 def merged_day_products(pairs: list[pa.Table]) -> pa.Table:
-    """The distinct (day, product_id) pairs of several summaries."""
-    return pairs[0] if len(pairs) == 1 else _distinct(pa.concat_tables(pairs))
+    """The distinct (day, product_id) pairs of several summaries: each pair as one int64
+    (day and the product's index among the distinct products), sorted and deduplicated."""
+    if len(pairs) == 1:
+        return pairs[0]
+    product = pa.concat_arrays([chunk for table in pairs for chunk in table["product_id"].chunks])
+    if not len(product):
+        return pairs[0]
+    encoded = pc.dictionary_encode(product)
+    dictionary, codes = encoded.dictionary, encoded.indices.to_numpy().astype(np.int64)
+    days = np.concatenate([table["day"].to_numpy() for table in pairs]).astype(np.int64)
+    first, width = int(days.min()), len(dictionary)
+    keys = sorted_distinct((days - first) * width + codes)  # < 2**22 days times 2**40 products
+    return pa.table({"day": pa.array((keys // width + first).astype(np.int32)),
+                     "product_id": dictionary.take(pa.array(keys % width))})
 
 
 def count_distinct(shard: list[dict[int, np.ndarray]]) -> int:
     """How many distinct fingerprints one shard of every partition (of every file) holds."""
     parts = [part for by_file in shard for part in by_file.values()]
-    return int(_sorted_distinct(np.concatenate(parts)).size) if parts else 0
+    return int(sorted_distinct(np.concatenate(parts)).size) if parts else 0
 
 
 def distinct_by_file(shard: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
@@ -147,19 +159,19 @@ def distinct_by_file(shard: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray
     for parts in shard:
         for file, part in parts.items():
             by_file.setdefault(file, []).append(part)
-    return {file: _sorted_distinct(np.concatenate(parts)) for file, parts in by_file.items()}
+    return {file: sorted_distinct(np.concatenate(parts)) for file, parts in by_file.items()}
 
 
-def count_distinct_across(fingerprints: list[np.ndarray]) -> int:
-    """How many distinct values the given ascending arrays of distinct fingerprints (one
-    per file) hold together; shard by shard, on threads (numpy sorts without the GIL)."""
+def distinct_union(fingerprints: list[np.ndarray]) -> np.ndarray:
+    """The distinct values of the given ascending arrays of distinct fingerprints (one per
+    file), ascending; shard by shard, on threads (numpy sorts without the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if len(fingerprints) == 1:
-        return int(fingerprints[0].size)
+    if len(fingerprints) <= 1:
+        return fingerprints[0] if fingerprints else np.zeros(0, np.uint64)
     shards = list(zip(*(_shards(array) for array in fingerprints)))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return sum(pool.map(lambda parts: int(_sorted_distinct(np.concatenate(parts)).size), shards))
+        return np.concatenate(list(pool.map(lambda parts: sorted_distinct(np.concatenate(parts)), shards)))
 
 
 def daily_table(days: pa.Table, day_products: pa.Table) -> pd.DataFrame:
@@ -272,7 +284,7 @@ def _compact(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.arange(table.num_rows)))
 
 
-def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
     """The distinct values, ascending (a sort: numpy's hash-based unique is slower here)."""
     ordered = np.sort(values)
     if ordered.size < 2:

@@ -134,13 +134,18 @@ class AuditEntry:
         self.details: dict[str, Any] = {}
         self.input_digests: BackgroundDigests | None = None
 
-    def hash_inputs(self, paths: list[str]) -> None:
-        """Record the input files; their SHA-256 is computed in the background while the
-        operation goes on (unless `audit.hash_inputs` is off)."""
+    def hash_inputs(self, paths: list[str], known: dict[str, str] | None = None) -> None:
+        """Record the input files; their SHA-256 (unless `known` already, or
+        `audit.hash_inputs` is off) is computed in the background while the operation
+        goes on."""
+        known = known or {}
+        self.inputs += [{"path": path, "size": file_size(path), "sha256": known[path]} for path in paths
+                        if path in known]
+        unknown = [path for path in paths if path not in known]
         if self.hash_contents:
-            self.input_digests = BackgroundDigests(paths)
+            self.input_digests = BackgroundDigests(unknown)
         else:
-            self.inputs += [{"path": path, "size": file_size(path), "sha256": None} for path in paths]
+            self.inputs += [{"path": path, "size": file_size(path), "sha256": None} for path in unknown]
 
     def record(self, started: dt.datetime, seconds: float, outcome: str, exit_code: int,
                error: str | None) -> dict:
@@ -181,7 +186,7 @@ class RunAuditHook(GraphExecutionHook):
     def run_before_graph_execution(self, *, inputs: dict[str, Any], **future_kwargs: Any) -> None:
         plan = inputs.get("read_plan")
         if plan is not None and self.entry.input_digests is None:
-            self.entry.hash_inputs([f.path for f in plan.files])
+            self.entry.hash_inputs([f.path for f in plan.files], {f.path: f.sha256 for f in plan.files if f.sha256})
         self._before = _top_level_files(self.output_dir)
 
     def run_after_graph_execution(self, **future_kwargs: Any) -> None:

@@ -6,5 +6,7 @@ next run reads only the files that are new or changed.
 - `store`: the state folder (default `<output>/.state/`): one file per partial, written
   atomically, checked when read (a corrupt or foreign one is discarded with a warning),
   the manifest of the last run's files, `show` and `prune`;
+- `distinct`: the distinct-record index, so that a run counts only the distinct records
+  its new files add to those of earlier runs;
 - `planning`: which files a run reads and which partials it reuses.
 """

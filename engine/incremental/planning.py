@@ -10,15 +10,20 @@ finishes. `full` (`engine run --full`) reads every file and rebuilds the state.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from engine.config import EngineConfig, parse_size
 from engine.dataflow.partials import FilePartial
+from engine.dataflow.summaries import distinct_union
+from engine.incremental.distinct import DistinctIndex, extend, load_index, rebuild
 from engine.incremental.keys import content_digests, partial_key
 from engine.incremental.store import StateStore
 from engine.rules.pseudonyms import SecretKey
@@ -34,14 +39,19 @@ class Increment:
     """An incremental run's files: every file's key, the partials reused, the files to read."""
 
     store: StateStore
+    #: the input's files, each with its content digest
+    files: tuple[SourceFile, ...]
     #: every input file's key, by index in the input
     keys: dict[int, str]
     #: the partials reused, by file index
     kept: dict[int, FilePartial]
     #: files of the previous run that are no longer in the input
     removed: int
-    #: bytes of partials saved by this run
-    saved_bytes: int = field(default=0)
+    #: the distinct-record index of earlier runs, when every file it covers is still here
+    index: DistinctIndex | None = None
+    #: how this run changes the index once it has published: (covered keys, fingerprints
+    #: to add, whether they replace the index)
+    index_update: tuple[set[str], np.ndarray, bool] | None = None
 
     @property
     def to_read(self) -> tuple[int, ...]:
@@ -74,18 +84,39 @@ def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_d
     digests = content_digests([f.path for f in files], threads=os.cpu_count() or 1)
     settings = partial_settings(config, pseudonym_key)
     keys = {index: partial_key(digests[f.path], settings) for index, f in enumerate(files)}
+    files = tuple(dataclasses.replace(f, sha256=digests[f.path]) for f in files)  # the audit log's too
     previous = store.manifest()
+    distinct = None if config.incremental.full else load_index(store.folder)
+    if distinct is not None and not distinct.keys <= set(keys.values()):
+        distinct = None  # a file it covers was removed or changed: count every file again
     kept: dict[int, FilePartial] = {}
     if not config.incremental.full:
-        for index, key in keys.items():
-            partial = store.load(key, files[index].path)
+        for index, key in keys.items():  # a covered file's fingerprints are in the index already
+            partial = store.load(key, files[index].path, fingerprints=distinct is None or key not in distinct.keys)
             if partial is not None:
                 kept[index] = partial
     removed = len(set(previous) - {f.path for f in files})
-    increment = Increment(store, keys, kept, removed)
+    increment = Increment(store, files, keys, kept, removed, distinct)
     log.info("incremental: %d file(s) reused, %d to read, %d removed since the last run%s", len(kept),
              len(increment.to_read), removed, " (--full: the state is rebuilt)" if config.incremental.full else "")
     return increment
+
+
+def count_distinct(increment: Increment, read: dict[int, FilePartial]) -> int:
+    """The exact number of distinct records over every file (the files `read` now and the
+    kept ones), and the index update that records it for the next run."""
+    index = increment.index
+    partials = {**increment.kept, **read}
+    if index is None:
+        values = distinct_union([p.fingerprints for p in partials.values()])
+        increment.index_update = (set(increment.keys.values()), values, True)
+        return int(values.size)
+    uncovered = {increment.keys[file]: p.fingerprints for file, p in partials.items()
+                 if increment.keys[file] not in index.keys}
+    values = distinct_union(list(uncovered.values()))
+    new = index.new_values(values)
+    increment.index_update = (set(uncovered), new, False)
+    return index.count + int(new.size)
 
 
 def partial_settings(config: EngineConfig, pseudonym_key: SecretKey | None) -> dict:
@@ -118,6 +149,12 @@ def batch_bytes(config: EngineConfig) -> int:
 def finish(increment: Increment, files: tuple[SourceFile, ...]) -> None:
     """After a published run: the manifest of its files, and no partial of any other file."""
     increment.store.write_manifest({files[index].path: key for index, key in increment.keys.items()})
+    if increment.index_update is not None:
+        keys, values, replace = increment.index_update
+        if replace:
+            rebuild(increment.store.folder, keys, values)
+        elif keys:
+            extend(increment.store.folder, increment.index, keys, values)
     removed, freed = increment.store.prune(set(increment.keys.values()))
     if removed:
         log.info("incremental: removed %d partial(s) no file of this input needs (%d bytes)", removed, freed)

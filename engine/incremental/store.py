@@ -58,15 +58,16 @@ class StateStore:
     def _path(self, key: str) -> Path:
         return self.folder / PARTIALS / f"{key}.zip"
 
-    def load(self, key: str, source: str) -> FilePartial | None:
+    def load(self, key: str, source: str, fingerprints: bool = True) -> FilePartial | None:
         """The partial kept under `key` (for the file `source`), or None when there is none
-        or it cannot be trusted (then it is removed, with a warning)."""
+        or it cannot be trusted (then it is removed, with a warning); without its
+        fingerprints unless `fingerprints`."""
         path = self._path(key)
         try:
             data = read_own_bytes(path, "a partial of the incremental state")
             if data is None:
                 return None
-            return _decode(data, key)
+            return _decode(data, key, fingerprints)
         except Exception as error:  # a damaged partial must never give a result: read the file again
             log.warning("incremental state: discarding the partial of %s (%s: %s); the file is read again",
                         source, path.name, error)
@@ -143,7 +144,7 @@ def _encode(key: str, partial: FilePartial) -> bytes:
     return buffer.getvalue()
 
 
-def _decode(data: bytes, key: str) -> FilePartial:
+def _decode(data: bytes, key: str, with_fingerprints: bool = True) -> FilePartial:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:  # reading a member checks its CRC
         meta = json.loads(archive.read("meta.json"))
         if meta.get("format") != FORMAT:
@@ -152,7 +153,7 @@ def _decode(data: bytes, key: str) -> FilePartial:
             raise ValueError("written for another key")
         tables = {name: pa.ipc.open_file(pa.py_buffer(archive.read(f"{name}.arrow"))).read_all() for name in _TABLES}
         fingerprints = None
-        if meta["fingerprints"]:
+        if meta["fingerprints"] and with_fingerprints:
             fingerprints = np.load(io.BytesIO(archive.read("fingerprints.npy")), allow_pickle=False)
             if fingerprints.dtype != np.uint64 or fingerprints.ndim != 1:
                 raise ValueError("fingerprints of the wrong type")

@@ -35,6 +35,7 @@ from openlineage.client.facet_v2 import (
     schema_dataset,
     source_code_job,
     storage_dataset,
+    symlinks_dataset,
 )
 
 from engine import __version__
@@ -45,6 +46,8 @@ from engine.sources.plan import SourceFile
 
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
 ENGINE_FACET_SCHEMA = "https://pypi.org/project/sales-engine/spec/SalesEngineRunFacet.json#/$defs/SalesEngineRunFacet"
+#: Above this many input files, column lineage names the input folder or glob, not each file.
+COLUMN_LINEAGE_FILES = 16
 INPUT_FACET_SCHEMA = ("https://pypi.org/project/sales-engine/spec/SalesEngineInputFacet.json"
                       "#/$defs/SalesEngineInputFacet")
 
@@ -217,6 +220,11 @@ def _inputs(context: RunContext) -> list[InputDataset]:
             },
             inputFacets=input_facets,
         ))
+    if len(context.files) > COLUMN_LINEAGE_FILES:
+        namespace, name = dataset_identity(context.source)
+        for dataset in datasets:
+            dataset.facets["symlinks"] = symlinks_dataset.SymlinksDatasetFacet(
+                identifiers=[symlinks_dataset.Identifier(namespace=namespace, name=name, type="LOCATION")])
     return datasets
 
 
@@ -241,8 +249,19 @@ def _yyyymmdd(days_since_epoch: float) -> float:
     return float(day.year * 10000 + day.month * 100 + day.day)
 
 
+def column_lineage_inputs(context: RunContext) -> list[tuple[str, str]]:
+    """The datasets the column lineage names as inputs: each input file, or, for an input of
+    more than COLUMN_LINEAGE_FILES files, the folder or glob they come from as one dataset
+    (each file's input dataset then names it in a `symlinks` facet). Every output column
+    derives from every input file alike, so listing hundreds of files per column would only
+    multiply the events' size (366 daily files: 11 MB per event)."""
+    if len(context.files) <= COLUMN_LINEAGE_FILES:
+        return [dataset_identity(file.path) for file in context.files]
+    return [dataset_identity(context.source)]
+
+
 def _outputs(context: RunContext) -> list[OutputDataset]:
-    inputs = [dataset_identity(file.path) for file in context.files]
+    inputs = column_lineage_inputs(context)
     datasets = []
     for published in context.published:
         user = published.output in context.user_outputs

@@ -43,6 +43,8 @@ class SourceFile:
     read_path: str | None = None
     #: size as text, when known (a decompressed copy's size)
     text_size: int | None = None
+    #: SHA-256 of the file's bytes, when the run has already hashed them
+    sha256: str | None = None
 
     @property
     def column_types(self) -> dict[str, str]:
