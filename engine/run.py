@@ -268,6 +268,8 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
                          chunk, metrics, timer, run_metrics)
     report["user_outputs"] = list(user.nodes)
+    if increment is not None:
+        finish(increment, prepared.files)  # the state describes files, whatever publication does
     report["incremental"] = increment.report() if increment else None
     with output_errors(output_dir), staged_outputs(output_dir, context.run_id) as staged:
         write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
@@ -277,8 +279,6 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
         raise_if_interrupted()
         published = staged.publish()
-    if increment is not None:
-        finish(increment, prepared.files)
     context.input_profile = results["input_profile"]
     context.published = published
     context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days", "rejected_rows")}

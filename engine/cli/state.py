@@ -6,11 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.config import load_config
-from engine.incremental.planning import state_dir
-from engine.incremental.store import StateStore
-from engine.outputs.publication import output_lock
-
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     state = commands.add_parser("state", help="the incremental state of an output folder: show or prune it")
@@ -25,6 +20,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_state_command(args: argparse.Namespace, say) -> int:
+    from engine.config import load_config
+    from engine.incremental.planning import state_dir
+    from engine.incremental.store import StateStore
+    from engine.outputs.publication import output_lock
+
     config = load_config(args.config)
     output = Path(args.output).resolve()
     store = StateStore(state_dir(config, output))

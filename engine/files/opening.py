@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.errors import ConfigurationError
 from engine.files.permissions import policy
@@ -58,10 +61,19 @@ def read_own_text(path: Path | str, what: str) -> str | None:
 
 def read_own_bytes(path: Path | str, what: str) -> bytes | None:
     """The bytes of one of the engine's own files, as `read_own_text` reads them."""
+    with open_own_file(path, what) as handle:
+        return None if handle is None else handle.read()
+
+
+@contextmanager
+def open_own_file(path: Path | str, what: str) -> Iterator[BinaryIO | None]:
+    """One of the engine's own files open for reading (None when there is none), opened
+    without following a symbolic link, as `read_own_text` reads it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
-        return None
+        yield None
+        return
     except OSError as error:
         if error.errno == errno.ELOOP or os.path.islink(path):
             raise ConfigurationError(f"{path}: {what} is a symbolic link; the engine does not follow links for "
@@ -70,4 +82,4 @@ def read_own_bytes(path: Path | str, what: str) -> bytes | None:
     with open(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise ConfigurationError(f"{path}: {what} is not a regular file")
-        return handle.read()
+        yield handle

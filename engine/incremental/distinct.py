@@ -43,6 +43,8 @@ class DistinctIndex:
     keys: frozenset[str]
     arrays: list[np.ndarray]
     names: list[str]
+    #: each array's CRC-32, as checked when the index was loaded
+    crcs: list[int]
 
     @property
     def count(self) -> int:
@@ -73,10 +75,11 @@ def load_index(state: Path) -> DistinctIndex | None:
             array = np.load(folder / entry["name"], mmap_mode="r", allow_pickle=False)
             if array.dtype != np.uint64 or array.shape != (entry["size"],):
                 raise ValueError(f"{entry['name']}: not {entry['size']} fingerprints")
-            if zlib.crc32(array.view(np.uint8)) != entry["crc32"]:
+            if _crc(array) != entry["crc32"]:
                 raise ValueError(f"{entry['name']}: CRC-32 mismatch")
             arrays.append(array)
-        return DistinctIndex(folder, frozenset(index["keys"]), arrays, [entry["name"] for entry in index["arrays"]])
+        return DistinctIndex(folder, frozenset(index["keys"]), arrays, [entry["name"] for entry in index["arrays"]],
+                             [entry["crc32"] for entry in index["arrays"]])
     except Exception as error:  # a damaged index must never give a count: rebuild it
         log.warning("incremental state: the distinct-record index is unusable (%s); every file's records are "
                     "counted again", error)
@@ -85,13 +88,13 @@ def load_index(state: Path) -> DistinctIndex | None:
 
 def extend(state: Path, index: DistinctIndex, keys: set[str], new: np.ndarray) -> None:
     """Add to `index` the partials `keys`, whose fingerprints not yet in it are `new`."""
-    names, arrays = list(index.names), list(index.arrays)
-    if len(arrays) >= MAX_DELTAS:
-        rebuild(state, index.keys | keys, np.sort(np.concatenate([*arrays, new])))
+    if len(index.arrays) >= MAX_DELTAS:
+        rebuild(state, index.keys | keys, np.sort(np.concatenate([*index.arrays, new])))
         return
-    name = f"delta-{max([_number(n) for n in names] + [0]) + 1}.npy"
+    name = f"delta-{max([_number(n) for n in index.names] + [0]) + 1}.npy"
     _write_array(state / FOLDER / name, new)
-    _write_index(state / FOLDER, index.keys | keys, [*zip(names, arrays), (name, new)])
+    _write_index(state / FOLDER, index.keys | keys,
+                 [*zip(index.names, index.arrays, index.crcs), (name, new, _crc(new))])
 
 
 def rebuild(state: Path, keys: set[str] | frozenset[str], values: np.ndarray) -> None:
@@ -99,7 +102,7 @@ def rebuild(state: Path, keys: set[str] | frozenset[str], values: np.ndarray) ->
     folder = state / FOLDER
     permissions.make_dirs(folder)
     _write_array(folder / "base.npy", values)
-    _write_index(folder, keys, [("base.npy", values)])
+    _write_index(folder, keys, [("base.npy", values, _crc(values))])
     for stale in folder.glob("delta-*.npy"):
         stale.unlink(missing_ok=True)
 
@@ -110,9 +113,12 @@ def _write_array(path: Path, values: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(values, dtype=np.uint64), allow_pickle=False)
 
 
-def _write_index(folder: Path, keys, arrays: list[tuple[str, np.ndarray]]) -> None:
-    entries = [{"name": name, "size": int(array.size), "crc32": zlib.crc32(np.asarray(array).view(np.uint8))}
-               for name, array in arrays]
+def _crc(values: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8))
+
+
+def _write_index(folder: Path, keys, arrays: list[tuple[str, np.ndarray, int]]) -> None:
+    entries = [{"name": name, "size": int(array.size), "crc32": crc} for name, array, crc in arrays]
     write_atomically(folder / INDEX, json.dumps({"format": FORMAT, "keys": sorted(keys), "arrays": entries}).encode())
 
 

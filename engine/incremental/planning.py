@@ -58,10 +58,10 @@ class Increment:
         return tuple(index for index in self.keys if index not in self.kept)
 
     def report(self) -> dict:
-        """The run report's `incremental` section; `state_bytes` is what the state holds once
-        the run has pruned it (the partials of this input's files)."""
+        """The run report's `incremental` section (after `finish`: `state_bytes` is what the
+        state holds for the next run)."""
         return {"files_reused": len(self.kept), "files_read": len(self.to_read), "files_removed": self.removed,
-                "state_bytes": self.store.size_of(set(self.keys.values()))}
+                "state_bytes": self.store.summary().bytes}
 
 
 def applies(config: EngineConfig, frames_taken_by_user_nodes: bool) -> bool:
@@ -147,7 +147,8 @@ def batch_bytes(config: EngineConfig) -> int:
 
 
 def finish(increment: Increment, files: tuple[SourceFile, ...]) -> None:
-    """After a published run: the manifest of its files, and no partial of any other file."""
+    """Once a run has its results: the manifest of its files, the distinct-record index
+    updated, and no partial of any other file."""
     increment.store.write_manifest({files[index].path: key for index, key in increment.keys.items()})
     if increment.index_update is not None:
         keys, values, replace = increment.index_update
