@@ -31,8 +31,8 @@ from engine.execution.backends import Backend, DaskBackend, DistributedBackend, 
 from engine.execution.frames import OnePass
 from engine.execution.interrupts import InterruptCheckpoint, interruptible, raise_if_interrupted
 from engine.execution.modes import ModeChoice, choose_mode, partition_bytes, plan_summary
-from engine.incremental.planning import (Increment, applies, batch_bytes, batches, count_distinct, finish,
-                                         plan_increment)
+from engine.incremental.planning import (Increment, absorb_fingerprints, applies, batch_bytes, batches,
+                                         count_distinct, finish, plan_increment)
 from engine.lineage.columns import ColumnDerivation
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
@@ -125,13 +125,15 @@ def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[st
     killed part-way keeps them), then the rest of the dataflow over every file."""
     plan: ReadPlan = inputs["read_plan"]
     read: dict[int, Any] = {}
+    absorb_fingerprints(increment, increment.kept)
     for batch in batches(plan, increment.to_read, batch_size):
         part = dataflow.execute(["read_partials"], inputs={
             **inputs, "read_plan": plan.restricted_to(batch), "keep_fingerprints": True})["read_partials"]
         for file, partial in part.partials.items():
             increment.store.save(increment.keys[file], partial)
+        absorb_fingerprints(increment, part.partials)
         read.update(part.partials)
-    counted = ReadPartials(read, count_distinct(increment, read))
+    counted = ReadPartials(read, count_distinct(increment))
     return dataflow.execute(list(requested), inputs={**inputs, "kept_partials": increment.kept},
                             overrides={"read_partials": counted})
 

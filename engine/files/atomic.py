@@ -58,21 +58,26 @@ class AtomicFile:
             raise
         self.committed = False
 
-    def sync(self) -> None:
-        """Flush the written bytes to disk and close the file (done by `commit` if not yet)."""
+    def sync(self, durable: bool = True) -> None:
+        """Flush the written bytes (to disk, when `durable`) and close the file (done by
+        `commit` if not yet)."""
         if not self.handle.closed:
             self.handle.flush()
-            os.fsync(self.handle.fileno())
+            if durable:
+                os.fsync(self.handle.fileno())
             self.handle.close()
 
-    def commit(self, target: Path | None = None) -> Path:
+    def commit(self, target: Path | None = None, *, durable: bool = True) -> Path:
         """Make the bytes durable, rename the file over `target` (by default the target it
-        was made for), and fsync the folder. Returns the target."""
+        was made for), and fsync the folder. Returns the target. Without `durable` there is
+        no fsync: still all or nothing for every reader, but a power loss may leave the old
+        content or a torn file; only for files whose damage their reader detects."""
         target = self.target if target is None else Path(target)
-        self.sync()
+        self.sync(durable)
         os.replace(self.path, target)
         self.committed = True
-        fsync_directory(target.parent)
+        if durable:
+            fsync_directory(target.parent)
         return target
 
     def discard(self) -> None:
@@ -90,16 +95,17 @@ class AtomicFile:
 
 
 @contextmanager
-def atomic_file(target: Path, mode: int | None = None, *, umask: bool = False) -> Iterator[BinaryIO]:
+def atomic_file(target: Path, mode: int | None = None, *, umask: bool = False,
+                durable: bool = True) -> Iterator[BinaryIO]:
     """A binary file to write `target`'s new content into; when the block ends without an
     exception it replaces `target` (see `AtomicFile`), otherwise `target` is left as it
     was and nothing is left behind."""
     with AtomicFile(target, mode, umask=umask) as pending:
         yield pending.handle
-        pending.commit()
+        pending.commit(durable=durable)
 
 
-def write_atomically(target: Path, data: bytes, mode: int | None = None) -> None:
+def write_atomically(target: Path, data: bytes, mode: int | None = None, *, durable: bool = True) -> None:
     """Replace `target` with `data`, all or nothing (see `atomic_file`)."""
-    with atomic_file(target, mode) as handle:
+    with atomic_file(target, mode, durable=durable) as handle:
         handle.write(data)

@@ -109,7 +109,7 @@ def rebuild(state: Path, keys: set[str] | frozenset[str], values: np.ndarray) ->
 
 def _write_array(path: Path, values: np.ndarray) -> None:
     permissions.make_dirs(path.parent)
-    with atomic_file(path) as handle:
+    with atomic_file(path, durable=False) as handle:  # a torn array fails its CRC: rebuilt
         np.save(handle, np.ascontiguousarray(values, dtype=np.uint64), allow_pickle=False)
 
 

@@ -15,7 +15,7 @@ import glob
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,10 @@ class Increment:
     removed: int
     #: the distinct-record index of earlier runs, when every file it covers is still here
     index: DistinctIndex | None = None
-    #: how this run changes the index once it has published: (covered keys, fingerprints
-    #: to add, whether they replace the index)
+    #: the distinct fingerprints of the files the index does not cover, as absorbed so far
+    fingerprints: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    #: how this run changes the index: (covered keys, fingerprints to add, whether they
+    #: replace the index)
     index_update: tuple[set[str], np.ndarray, bool] | None = None
 
     @property
@@ -102,20 +104,26 @@ def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_d
     return increment
 
 
-def count_distinct(increment: Increment, read: dict[int, FilePartial]) -> int:
-    """The exact number of distinct records over every file (the files `read` now and the
-    kept ones), and the index update that records it for the next run."""
+def absorb_fingerprints(increment: Increment, partials: dict[int, FilePartial]) -> None:
+    """Fold the fingerprints of `partials` (a batch just read and saved, or the kept ones)
+    that the index does not cover into the run's union, and drop them from the partials:
+    memory then holds one union, not every file's fingerprints and their union."""
     index = increment.index
-    partials = {**increment.kept, **read}
+    uncovered = [p for file, p in partials.items() if index is None or increment.keys[file] not in index.keys]
+    increment.fingerprints = distinct_union([increment.fingerprints, *(p.fingerprints for p in uncovered)])
+    for partial in uncovered:
+        partial.fingerprints = None
+
+
+def count_distinct(increment: Increment) -> int:
+    """The exact number of distinct records over every file, once every partial's
+    fingerprints are absorbed, and the index update that records it for the next run."""
+    index = increment.index
     if index is None:
-        values = distinct_union([p.fingerprints for p in partials.values()])
-        increment.index_update = (set(increment.keys.values()), values, True)
-        return int(values.size)
-    uncovered = {increment.keys[file]: p.fingerprints for file, p in partials.items()
-                 if increment.keys[file] not in index.keys}
-    values = distinct_union(list(uncovered.values()))
-    new = index.new_values(values)
-    increment.index_update = (set(uncovered), new, False)
+        increment.index_update = (set(increment.keys.values()), increment.fingerprints, True)
+        return int(increment.fingerprints.size)
+    new = index.new_values(increment.fingerprints)
+    increment.index_update = ({key for key in increment.keys.values() if key not in index.keys}, new, False)
     return index.count + int(new.size)
 
 
