@@ -216,7 +216,9 @@ def git_revision() -> dict:
     def git(*args):
         done = subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else None
-    status = git("status", "--porcelain")
+    # The suite's own outputs do not make the measured code "uncommitted".
+    status = git("status", "--porcelain", "--", ":(top)", ":(top,exclude)benchmarks/results",
+                 ":(top,exclude)benchmarks/RESULTS.md")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 

@@ -55,6 +55,27 @@ def test_quick_suite_smallest_size_end_to_end(tmp_path):
     assert (results_dir / "RESULTS.md").read_text().startswith("# Benchmark results")
 
 
+@pytest.mark.slow
+def test_incremental_benchmark_end_to_end(tmp_path):
+    """The incremental-run benchmark at its smallest: a year of 20-row daily files, one
+    round; both runs succeed, the incremental one reads one file, the outputs match, and
+    the report shows the section."""
+    results_dir = tmp_path / "results"
+    _run(sys.executable, BENCH / "incremental.py", "--rows", "20", "--repeat", "1", "--results", results_dir,
+         "--data", tmp_path / "data", timeout=300)
+    incremental = json.loads((results_dir / "incremental.json").read_text())
+    assert incremental["same_bytes"] is True
+    runs = {r["kind"]: r for r in incremental["runs"]}
+    assert runs["full"]["exit_code"] == runs["incremental"]["exit_code"] == 0
+    assert runs["incremental"]["incremental"]["files_read"] == 1
+    assert runs["incremental"]["incremental"]["files_reused"] == 365
+    assert runs["full"]["incremental"]["files_read"] == 366
+    _run(sys.executable, BENCH / "run.py", "--quick", "--sizes", "1000", "--repeat", "1", "--modes", "pandas",
+         "--peers", "duckdb-plain", "--results", results_dir, "--data", tmp_path / "data", timeout=170)
+    report = (results_dir / "RESULTS.md").read_text()
+    assert "## Incremental runs" in report and "Incremental wall time over the full run's" in report
+
+
 def _daily(path: Path) -> list[tuple]:
     """(date text, total as Decimal, count, distinct products) per row of a peer's daily.parquet."""
     table = pq.read_table(path).to_pylist()

@@ -110,7 +110,8 @@ class ReadPlan:
 
     def restricted_to(self, files: Collection[int]) -> ReadPlan:
         """The plan of the same files whose tasks read only the files `files` (indexes)."""
-        kept = [task for task in self.tasks if task.file_index in set(files)]
+        wanted = set(files)
+        kept = [task for task in self.tasks if task.file_index in wanted]
         return dataclasses.replace(self, tasks=tuple(dataclasses.replace(task, index=i) for i, task in enumerate(kept)))
 
 
