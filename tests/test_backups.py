@@ -488,10 +488,11 @@ def test_a_malformed_archive_is_a_backup_error_and_restores_nothing(tmp_path, ca
 def test_a_backup_of_an_output_folder_holds_the_published_files_and_restores_into_a_usable_folder(tmp_path):
     from conftest import PUBLISHED_FILES, published_bytes, run_engine
 
-    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1"), ("2024-01-02", "P2", "2.00", "")])
+    data = write_csv(tmp_path / "days" / "sales.csv", [("2024-01-01", "P1", "1.00", "C1"), ("2024-01-02", "P2", "2.00", "")])
     output = tmp_path / "output"
-    run_engine(data, output)
-    run_engine(data, output)
+    run_engine(data.parent, output)  # a folder input: the output folder has an incremental state
+    run_engine(data.parent, output)
+    assert (output / ".state" / "partials").is_dir()
     expected = published_bytes(output)
     done = _backup(tmp_path, "create", str(output))
     assert done.returncode == 0, done.stderr
@@ -499,11 +500,11 @@ def test_a_backup_of_an_output_folder_holds_the_published_files_and_restores_int
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {f"output/{name}" for name in PUBLISHED_FILES} <= names
-    assert not [n for n in names if n.split("/")[1:2] in ([".runs"], [".current"], [".previous"], [".lock"])]
+    assert not [n for n in names if n.split("/")[1:2] in ([".runs"], [".current"], [".previous"], [".lock"], [".state"])]
     restored = tmp_path / "restored"
     done = _backup(tmp_path, "restore", archive.name, "--target", str(restored))
     assert done.returncode == 0, done.stderr
     assert published_bytes(restored / "output") == expected
-    run_engine(data, restored / "output")  # the restored (plain) files are taken over by the next run
+    run_engine(data.parent, restored / "output")  # the restored (plain) files are taken over by the next run
     assert published_bytes(restored / "output") == expected
     assert (restored / "output" / "report.html").is_symlink()

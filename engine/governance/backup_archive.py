@@ -94,7 +94,10 @@ def collect_files(sources: dict[str, Path], exclude: Path | None,
     `published[top]`, when given, is the folder of the run published in the output
     folder `top` (engine.outputs.publication.pinned_published_run, resolved once): its files are
     archived under their published names, in place of the links, and the publication
-    machinery (`.runs`, `.current`, `.previous`, `.lock`) is left out."""
+    machinery (`.runs`, `.current`, `.previous`, `.lock`) is left out, and so is the
+    incremental state (`.state`: a cache of the inputs' partials that the next run
+    rebuilds when it is missing, often larger than the outputs)."""
+    from engine.incremental.planning import STATE_DIR
     from engine.outputs.publication import CONTROL_NAMES, CURRENT_LINK
     from engine.sources.spool import PREFIX as SPOOL_PREFIX
 
@@ -119,7 +122,7 @@ def collect_files(sources: dict[str, Path], exclude: Path | None,
                 path = here / sub
                 if sub.startswith((".staging-", SPOOL_PREFIX)) or (exclude is not None and path == exclude):
                     continue
-                if at_top and sub in CONTROL_NAMES:
+                if at_top and (sub in CONTROL_NAMES or sub == STATE_DIR):
                     continue
                 if path.is_symlink():
                     log.warning("backup: %s is a symbolic link; not followed, not archived", path)
