@@ -138,13 +138,13 @@ def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[st
                             overrides={"read_partials": counted})
 
 
-def _incremental(config: EngineConfig, user: UserModules, output_dir: Path, pseudonym_key: SecretKey | None
-                 ) -> tuple[tuple[SourceFile, ...] | None, Increment | None]:
-    """The input's files and, for an incremental run, what it reuses and reads."""
+def _incremental(config: EngineConfig, user: UserModules, output_dir: Path) -> Increment | None:
+    """For an incremental run, its files (checked first: a bad input is reported before
+    anything else) and what it reuses and reads."""
     if not applies(config, bool(user.in_the_pass)):
-        return None, None
-    increment = plan_increment(config, find_files(config.input), output_dir, pseudonym_key)
-    return increment.files, increment
+        return None
+    files = find_files(config.input)
+    return plan_increment(config, files, output_dir, quarantine.configured_key())
 
 
 def _needed_by(dataflow: Any, node: str, requested: Sequence[str]) -> bool:
@@ -244,9 +244,9 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
             recorder.start()
 
     timer = StepTimer()
-    pseudonym_key = quarantine.configured_key()
-    files, increment = _incremental(config, user, output_dir, pseudonym_key)
-    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started, files=files,
+    increment = _incremental(config, user, output_dir)
+    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started,
+                      files=increment.files if increment else None,
                       only=increment.to_read if increment else None) as prepared:
         backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
         worker_usage = (functools.partial(backend.run_on_workers, process_usage)
@@ -255,7 +255,8 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
         context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
         requested = [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes]
-        inputs = dataflow_inputs(config, plan, backend, pseudonym_key)
+        inputs = dataflow_inputs(config, plan, backend,
+                                 increment.pseudonym_key if increment else quarantine.configured_key())
         if increment is None:
             results = execute_dataflow(driver, requested, inputs, user)
         else:

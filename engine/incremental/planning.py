@@ -47,6 +47,8 @@ class Increment:
     kept: dict[int, FilePartial]
     #: files of the previous run that are no longer in the input
     removed: int
+    #: the key that pseudonymises the quarantine's customer ids (part of every key)
+    pseudonym_key: SecretKey | None = None
     #: the distinct-record index of earlier runs, when every file it covers is still here
     index: DistinctIndex | None = None
     #: the distinct fingerprints of the files the index does not cover, as absorbed so far
@@ -98,7 +100,7 @@ def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_d
             if partial is not None:
                 kept[index] = partial
     removed = len(set(previous) - {f.path for f in files})
-    increment = Increment(store, files, keys, kept, removed, distinct)
+    increment = Increment(store, files, keys, kept, removed, pseudonym_key, distinct)
     log.info("incremental: %d file(s) reused, %d to read, %d removed since the last run%s", len(kept),
              len(increment.to_read), removed, " (--full: the state is rebuilt)" if config.incremental.full else "")
     return increment
