@@ -182,7 +182,11 @@ def test_backend_answering_500_then_recovering(spec, tricky, tmp_path, monkeypat
         up = run_cli("lineage", "replay", "--output", str(tmp_path / "out"),
                      env={"OPENLINEAGE__TRANSPORT__TYPE": "http", "OPENLINEAGE__TRANSPORT__URL": backend.url})
         assert up.returncode == 0, up.stderr
-        assert [e["eventType"] for e in backend.events] == ["START", "COMPLETE"]
+        # Delivery is at least once: on a loaded machine the client's HTTP transport may
+        # retry a request whose answer was slow, and the backend then sees that event twice
+        # (OpenLineage consumers are idempotent by run, type and time; docs/design.md).
+        delivered = list(dict.fromkeys((e["run"]["runId"], e["eventType"], e["eventTime"]) for e in backend.events))
+        assert [kind for _, kind, _ in delivered] == ["START", "COMPLETE"]
         assert backend.validation_errors == []
 
 
