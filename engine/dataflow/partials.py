@@ -89,7 +89,6 @@ def merge(partials: list[tuple[int, FilePartial]], plan: ReadPlan, distinct_reco
     parts = [partial for _, partial in partials]
     reasons = np.sum([p.reasons for p in parts], axis=0)
     profiles = pd.DataFrame([{"source_file": file, **p.profile} for file, p in partials])
-    profiles = profiles.astype({figure: "int64" for figure in PROFILE_FIGURES if figure.startswith(("rows", "missing"))})
     return MergedFigures(
         daily_sales=summaries.daily_table(summaries.merged_days([p.days for p in parts]),
                                           summaries.merged_day_products([p.day_products for p in parts])),

@@ -55,14 +55,8 @@ def read_own_text(path: Path | str, what: str) -> str | None:
     """The text of one of the engine's own files (None when there is none), read without
     following a symbolic link: a link or special file in its place is refused with a
     ConfigurationError naming the path and `what` it is ("the run history")."""
-    data = read_own_bytes(path, what)
-    return None if data is None else data.decode("utf-8", errors="replace")
-
-
-def read_own_bytes(path: Path | str, what: str) -> bytes | None:
-    """The bytes of one of the engine's own files, as `read_own_text` reads them."""
     with open_own_file(path, what) as handle:
-        return None if handle is None else handle.read()
+        return None if handle is None else handle.read().decode("utf-8", errors="replace")
 
 
 @contextmanager
