@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from proctree import measure  # noqa: E402
+from proctree import compile_engine_bytecode, measure  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DAYS = 365
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = daily_files(args.rows, args.seed, args.data)
     results = {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "days": DAYS, "rows_per_file": args.rows, "runs": [], "same_bytes": None}
+    compile_engine_bytecode()
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as tmp:
         work = Path(tmp)
         days = work / "days"

@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import chart  # noqa: E402
 import report  # noqa: E402
-from proctree import measure  # noqa: E402
+from proctree import compile_engine_bytecode, measure  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FULL_SIZES = [1_000, 10_000, 100_000, 1_000_000, 10_000_000]
@@ -238,6 +238,7 @@ def run_suite(args: argparse.Namespace, results_path: Path) -> dict:
         "runs": [],
     }
     order_rng = random.Random(args.seed)
+    compile_engine_bytecode()
     for rows in args.sizes:
         source = dataset(rows, args.seed, args.data)
         warm_page_cache(source)

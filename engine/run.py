@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
 from engine.observability.metrics import RunMetrics, StepTimer, process_usage
 from engine.observability.run_monitor import RunMonitor
+from engine.outputs.early_write import EarlyWrite
 from engine.outputs.forms import write_json, write_outputs, write_user_output
 from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
 from engine.rules.pseudonyms import SecretKey
@@ -245,43 +246,50 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
 
     timer = StepTimer()
     increment = _incremental(config, user, output_dir)
-    with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started,
-                      files=increment.files if increment else None,
-                      only=increment.to_read if increment else None) as prepared:
-        backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
-        worker_usage = (functools.partial(backend.run_on_workers, process_usage)
-                        if isinstance(backend, DistributedBackend) else None)
-        step_metrics = RunMetrics(worker_usage)
-        driver = build_driver(backend, [timer, step_metrics, InterruptCheckpoint(), *adapters], user)
-        context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
-        requested = [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes]
-        inputs = dataflow_inputs(config, plan, backend,
-                                 increment.pseudonym_key if increment else quarantine.configured_key())
-        if increment is None:
-            results = execute_dataflow(driver, requested, inputs, user)
-        else:
-            results = execute_incremental(driver, requested, inputs, increment, batch_bytes(config))
-        backend_info = backend.describe()
-    metrics = results["data_quality_metrics"]
-    alerts = metrics["alerts"]
-    duration = time.perf_counter() - clock
-    run_metrics = step_metrics.summary(
-        rows_in=metrics["raw_record_count"], rows_out=metrics["cleaned_record_count"], input_bytes=plan.total_bytes,
-        wall_s=duration, cpu_start_s=cpu_start, known_rows=_deferred_step_rows(metrics))
-    report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
-                         chunk, metrics, timer, run_metrics)
-    report["user_outputs"] = list(user.nodes)
-    if increment is not None:
-        finish(increment, prepared.files)  # the state describes files, whatever publication does
-    report["incremental"] = increment.report() if increment else None
-    with output_errors(output_dir), staged_outputs(output_dir, context.run_id) as staged:
-        write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
-        user_rows = {name: write_user_output(name, results[name], staged) for name in user.nodes}
-        quarantine.write(results["rejected_rows"], staged.path(quarantine.FILE_NAME))
-        write_json(report, staged.path("run_report.json"))
-        monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
-        raise_if_interrupted()
-        published = staged.publish()
+    with ExitStack() as staging:  # the staging folder exists while the dataflow runs: see EarlyWrite
+        with output_errors(output_dir):
+            staged = staging.enter_context(staged_outputs(output_dir, context.run_id))
+        quarantine_file = staging.enter_context(EarlyWrite(
+            "sales_reductions", lambda figures: figures["rejected_rows"],
+            functools.partial(quarantine.write, path=staged.path(quarantine.FILE_NAME))))
+        with prepared_run(config, config.input, spool, f"run {context.run_id}", on_mode_chosen=started,
+                          files=increment.files if increment else None,
+                          only=increment.to_read if increment else None) as prepared:
+            backend, plan, chunk, choice = prepared.backend, prepared.plan, prepared.partition_bytes, prepared.choice
+            worker_usage = (functools.partial(backend.run_on_workers, process_usage)
+                            if isinstance(backend, DistributedBackend) else None)
+            step_metrics = RunMetrics(worker_usage)
+            hooks = [timer, step_metrics, InterruptCheckpoint(), quarantine_file, *adapters]
+            driver = build_driver(backend, hooks, user)
+            context.derivation = ColumnDerivation.from_driver(driver)  # a bad declaration fails before the read
+            requested = [*OUTPUTS, "input_profile", "rejected_rows", *user.nodes]
+            inputs = dataflow_inputs(config, plan, backend,
+                                     increment.pseudonym_key if increment else quarantine.configured_key())
+            if increment is None:
+                results = execute_dataflow(driver, requested, inputs, user)
+            else:
+                results = execute_incremental(driver, requested, inputs, increment, batch_bytes(config))
+            backend_info = backend.describe()
+        metrics = results["data_quality_metrics"]
+        alerts = metrics["alerts"]
+        duration = time.perf_counter() - clock
+        run_metrics = step_metrics.summary(
+            rows_in=metrics["raw_record_count"], rows_out=metrics["cleaned_record_count"], input_bytes=plan.total_bytes,
+            wall_s=duration, cpu_start_s=cpu_start, known_rows=_deferred_step_rows(metrics))
+        report = _run_report(context.run_id, context.started_at, duration, choice, backend_info, plan,
+                             chunk, metrics, timer, run_metrics)
+        report["user_outputs"] = list(user.nodes)
+        if increment is not None:
+            finish(increment, prepared.files)  # the state describes files, whatever publication does
+        report["incremental"] = increment.report() if increment else None
+        with output_errors(output_dir):
+            write_outputs(results, staged, TABLE_OUTPUTS, JSON_OUTPUTS)
+            user_rows = {name: write_user_output(name, results[name], staged) for name in user.nodes}
+            quarantine_file.wait(results["rejected_rows"])
+            write_json(report, staged.path("run_report.json"))
+            monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
+            raise_if_interrupted()
+            published = staged.publish()
     context.input_profile = results["input_profile"]
     context.published = published
     context.output_rows = {name: len(results[name]) for name in (*TABLE_OUTPUTS, "top_performing_days", "rejected_rows")}

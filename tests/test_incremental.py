@@ -176,6 +176,39 @@ def test_a_killed_run_keeps_the_batches_it_finished(tmp_path):
     assert _outputs(output) == _full(days, tmp_path / "full", mode="pandas")
 
 
+def test_the_audit_log_gets_each_input_sha256_from_the_state_or_hashes_it(tmp_path):
+    """Keys hash content with BLAKE3; the audit log records SHA-256. The state's manifest
+    keeps each key's SHA-256, so a reused file's digest comes from it and a changed one
+    (same size and time) is hashed again: every recorded digest is the file's own."""
+    import hashlib
+
+    days = tmp_path / "days"
+    for day in (1, 2, 3):
+        _day(days, day)
+    audit = tmp_path / "audit.jsonl"
+    env = {**os.environ, "ENGINE__AUDIT__PATH": str(audit)}
+
+    def run_and_check():
+        done = subprocess.run(engine_command("run", str(days), "--output", str(tmp_path / "out")), env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        record = json.loads(audit.read_text().splitlines()[-1])
+        expected = {str(p.resolve()): hashlib.sha256(p.read_bytes()).hexdigest() for p in days.iterdir()}
+        assert {i["path"]: i["sha256"] for i in record["inputs"]} == expected
+        manifest = json.loads((tmp_path / "out" / ".state" / "manifest.json").read_text())
+        assert {path: manifest["sha256"][key] for path, key in manifest["files"].items()} == expected
+
+    run_and_check()
+    changed = days / "sales_002.csv"
+    before = changed.stat()
+    data = bytearray(changed.read_bytes())
+    data[-3] = ord("7") if data[-3] != ord("7") else ord("8")
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _day(days, 4)
+    run_and_check()
+
+
 def test_state_show_and_prune(tmp_path):
     days = tmp_path / "days"
     for day in (1, 2, 3):

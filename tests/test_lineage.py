@@ -226,6 +226,39 @@ def test_node_events_are_valid_running_events(spec, tricky, tmp_path):
         validate_event(event)
 
 
+def test_the_record_holds_what_the_openlineage_serde_writes(tmp_path, monkeypatch):
+    """The record's fast serialisation gives Serde.to_json's text for every event kind:
+    START, RUNNING, COMPLETE (a folder of more files than get column lineage each, then an
+    incremental run with reused files) and FAIL, with a parent run facet."""
+    from openlineage.client.serde import Serde
+
+    from engine.lineage import delivery
+
+    pairs = []
+
+    def both(event):
+        pairs.append((event.eventType.value, delivery_json(event), Serde.to_json(event)))
+        return pairs[-1][1]
+
+    delivery_json = delivery.event_json
+    monkeypatch.setattr(delivery, "event_json", both)
+    monkeypatch.setenv("OPENLINEAGE_PARENT_RUN_ID", "0190a9c8-5a36-7c2a-9b5e-0d5c1b2e7f01")
+    monkeypatch.setenv("OPENLINEAGE_PARENT_JOB_NAME", "nightly.sales")
+    for index in range(17):
+        write_csv(tmp_path / "in" / f"day-{index:02d}.csv", TRICKY_ROWS[index % 3::3])
+    run_engine(tmp_path / "in", tmp_path / "out", **{"lineage.node_events": True})
+    write_csv(tmp_path / "in" / "day-17.csv", TRICKY_ROWS[:5])
+    run_engine(tmp_path / "in", tmp_path / "out")
+    (tmp_path / "in" / "day-18.csv").write_text("date,product_id\n2024-01-01,P1\n")
+    with pytest.raises(Exception, match="missing required columns"):
+        run_engine(tmp_path / "in", tmp_path / "out")
+    assert {kind for kind, _, _ in pairs} == {"START", "RUNNING", "COMPLETE", "FAIL"}
+    for kind, fast, serde in pairs:
+        assert fast == serde, kind
+    reused = [d["inputFacets"]["salesEngineInput"]["reusedPartial"] for d in json.loads(pairs[-3][1])["inputs"]]
+    assert reused == [True] * 17 + [False]
+
+
 @pytest.mark.parametrize(
     "location, identity",
     [

@@ -10,6 +10,7 @@ reading every file again.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,11 +90,14 @@ def merge(partials: list[tuple[int, FilePartial]], plan: ReadPlan, distinct_reco
     parts = [partial for _, partial in partials]
     reasons = np.sum([p.reasons for p in parts], axis=0)
     profiles = pd.DataFrame([{"source_file": file, **p.profile} for file, p in partials])
-    return MergedFigures(
-        daily_sales=summaries.daily_table(summaries.merged_days([p.days for p in parts]),
-                                          summaries.merged_day_products([p.day_products for p in parts])),
-        reasons=reasons,
-        profiles=profiles,
-        rejected_rows=quarantine.publish([(plan.files[file].path, p.rejects) for file, p in partials]),
-        distinct_records=distinct_records + int(reasons[MALFORMED_LINE_CODE]),
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:  # Arrow's take and concatenation release the GIL
+        rejected_rows = pool.submit(quarantine.publish, [(plan.files[file].path, p.rejects) for file, p in partials])
+        daily_sales = summaries.daily_table(summaries.merged_days([p.days for p in parts]),
+                                            summaries.merged_day_products([p.day_products for p in parts]))
+        return MergedFigures(
+            daily_sales=daily_sales,
+            reasons=reasons,
+            profiles=profiles,
+            rejected_rows=rejected_rows.result(),
+            distinct_records=distinct_records + int(reasons[MALFORMED_LINE_CODE]),
+        )

@@ -24,7 +24,7 @@ from engine.config import EngineConfig, parse_size
 from engine.dataflow.partials import FilePartial
 from engine.dataflow.summaries import distinct_union
 from engine.incremental.distinct import DistinctIndex, extend, load_index, rebuild
-from engine.incremental.keys import content_digests, partial_key
+from engine.incremental.keys import content_digests, partial_key, sha256_digests
 from engine.incremental.store import StateStore
 from engine.rules.pseudonyms import SecretKey
 from engine.sources.plan import ReadPlan, SourceFile
@@ -85,10 +85,10 @@ def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_d
                    pseudonym_key: SecretKey | None) -> Increment:
     """Key every file by its content and reuse the partials the state holds for them."""
     store = StateStore(state_dir(config, output_dir))
-    digests = content_digests([f.path for f in files], threads=os.cpu_count() or 1)
+    threads = os.cpu_count() or 1
+    digests = content_digests([f.path for f in files], threads)
     settings = partial_settings(config, pseudonym_key)
     keys = {index: partial_key(digests[f.path], settings) for index, f in enumerate(files)}
-    files = tuple(dataclasses.replace(f, sha256=digests[f.path]) for f in files)  # the audit log's too
     previous = store.manifest()
     distinct = None if config.incremental.full else load_index(store.folder)
     if distinct is not None and not distinct.keys <= set(keys.values()):
@@ -100,10 +100,23 @@ def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_d
             if partial is not None:
                 kept[index] = partial
     removed = len(set(previous) - {f.path for f in files})
+    files = _with_sha256(files, keys, kept, store.known_sha256(), threads)
     increment = Increment(store, files, keys, kept, removed, pseudonym_key, distinct)
     log.info("incremental: %d file(s) reused, %d to read, %d removed since the last run%s", len(kept),
              len(increment.to_read), removed, " (--full: the state is rebuilt)" if config.incremental.full else "")
     return increment
+
+
+def _with_sha256(files: tuple[SourceFile, ...], keys: dict[int, str], kept: dict[int, FilePartial],
+                 known: dict[str, str], threads: int) -> tuple[SourceFile, ...]:
+    """The files with their SHA-256, which the audit log records: a reused file's from the
+    manifest (its key names its content, so the digest recorded for that key is its own),
+    every other file's hashed now (those are read anyway). An incremental run then hashes
+    only new content with SHA-256, and a year of reused files costs the audit nothing."""
+    unknown = [files[index].path for index, key in keys.items() if index not in kept or key not in known]
+    hashed = sha256_digests(unknown, threads)
+    return tuple(dataclasses.replace(f, sha256=hashed.get(f.path) or known.get(keys[index]))
+                 for index, f in enumerate(files))
 
 
 def absorb_fingerprints(increment: Increment, partials: dict[int, FilePartial]) -> None:
@@ -159,7 +172,9 @@ def batch_bytes(config: EngineConfig) -> int:
 def finish(increment: Increment, files: tuple[SourceFile, ...]) -> None:
     """Once a run has its results: the manifest of its files, the distinct-record index
     updated, and no partial of any other file."""
-    increment.store.write_manifest({files[index].path: key for index, key in increment.keys.items()})
+    increment.store.write_manifest({files[index].path: key for index, key in increment.keys.items()},
+                                   {key: files[index].sha256 for index, key in increment.keys.items()
+                                    if files[index].sha256})
     if increment.index_update is not None:
         keys, values, replace = increment.index_update
         if replace:

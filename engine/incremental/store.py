@@ -1,7 +1,8 @@
 """The state folder of incremental runs: each file's partial, and the last run's manifest.
 
     <state_dir>/partials/<key>.zip   one file's partial (engine.dataflow.partials)
-    <state_dir>/manifest.json        the files of the last run that saved state, and their keys
+    <state_dir>/manifest.json        the files of the last run that saved state, their keys,
+                                     and the SHA-256 of each key's content (for the audit log)
 
 A partial is a zip of Arrow IPC tables (per-day totals, day-product pairs, the file's
 quarantine rows), a NumPy array (the distinct fingerprints) and `meta.json` (format,
@@ -87,19 +88,26 @@ class StateStore:
 
     def manifest(self) -> dict[str, str]:
         """The last run's files and their keys ({} when none or unreadable)."""
+        return self._manifest_section("files")
+
+    def known_sha256(self) -> dict[str, str]:
+        """The SHA-256 of the content of the last run's keys, where it was known ({key: hex})."""
+        return self._manifest_section("sha256")
+
+    def _manifest_section(self, name: str) -> dict[str, str]:
         try:
             text = read_own_text(self.folder / MANIFEST, "the incremental state's manifest")
             manifest = json.loads(text) if text else {}
-            files = manifest.get("files", {}) if manifest.get("format") == FORMAT else {}
-            return {str(path): str(key) for path, key in files.items()}
+            section = manifest.get(name, {}) if manifest.get("format") == FORMAT else {}
+            return {str(key): str(value) for key, value in section.items()}
         except (ValueError, AttributeError) as error:
             log.warning("incremental state: the manifest is unreadable (%s); it is rebuilt", error)
             return {}
 
-    def write_manifest(self, files: dict[str, str]) -> None:
+    def write_manifest(self, files: dict[str, str], sha256: dict[str, str] | None = None) -> None:
         permissions.make_dirs(self.folder)
-        write_atomically(self.folder / MANIFEST,
-                         (json.dumps({"format": FORMAT, "files": files}, indent=1, sort_keys=True) + "\n").encode())
+        document = {"format": FORMAT, "files": files, "sha256": sha256 or {}}
+        write_atomically(self.folder / MANIFEST, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode())
 
     def prune(self, keep: set[str]) -> tuple[int, int]:
         """Remove every partial whose key is not in `keep`, and what a killed run left

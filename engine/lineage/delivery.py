@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from openlineage.client import OpenLineageClient
-from openlineage.client.serde import Serde
 
 from engine.files import permissions
 from engine.files.append import append_line, open_for_append
 from engine.files.atomic import write_atomically
 from engine.files.locks import file_lock
 from engine.files.opening import read_own_text
+from engine.lineage.serialization import event_json
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class LineageDelivery:
     def emit(self, event: Any) -> None:
         permissions.make_dirs(self.folder)
         with _locked(self.folder):
-            _append_line(self.folder / RECORD_NAME, Serde.to_json(event), "the lineage record")
+            _append_line(self.folder / RECORD_NAME, event_json(event), "the lineage record")
         if self.client is None:
             return
         if self.backend_failed:
@@ -85,7 +85,7 @@ class LineageDelivery:
 
     def _keep(self, event: Any, reason: str) -> None:
         with _locked(self.folder):
-            _append_line(self.folder / PENDING_NAME, Serde.to_json(event), "the pending lineage events file")
+            _append_line(self.folder / PENDING_NAME, event_json(event), "the pending lineage events file")
         log.warning("lineage %s event kept for `engine lineage replay`: %s", _event_type(event), reason)
 
 

@@ -195,11 +195,13 @@ def _job_facets() -> dict[str, Any]:
 
 def _inputs(context: RunContext) -> list[InputDataset]:
     datasets = []
+    shared: dict[tuple, tuple[schema_dataset.SchemaDatasetFacet, storage_dataset.StorageDatasetFacet]] = {}
+    profiles = None if context.input_profile is None else context.input_profile.to_dict("records")
     for index, file in enumerate(context.files):
         namespace, name = dataset_identity(file.path)
         input_facets = {}
-        if context.input_profile is not None:
-            profile = context.input_profile.iloc[index]
+        if profiles is not None:
+            profile = profiles[index]
             input_facets = {
                 "dataQualityMetrics": _quality_metrics(file, profile),
                 "inputStatistics": input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
@@ -207,16 +209,17 @@ def _inputs(context: RunContext) -> list[InputDataset]:
             }
         if context.reused_files is not None:
             input_facets["salesEngineInput"] = SalesEngineInputFacet(reusedPartial=file.path in context.reused_files)
+        shape = (file.columns, file.types, file.format)
+        if shape not in shared:  # files of one layout share their schema and storage facets
+            shared[shape] = _schema_and_storage(file)
+        schema, storage = shared[shape]
         datasets.append(InputDataset(
             namespace=namespace, name=name,
             facets={
-                "schema": schema_dataset.SchemaDatasetFacet(fields=[
-                    schema_dataset.SchemaDatasetFacetFields(name=column, type=file.column_types.get(column, "string"),
-                                                            ordinal_position=position)
-                    for position, column in enumerate(file.columns, start=1)]),
+                "schema": schema,
                 "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace,
                                                                         uri=datasource_uri(namespace, name)),
-                "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format),
+                "storage": storage,
             },
             inputFacets=input_facets,
         ))
@@ -228,7 +231,16 @@ def _inputs(context: RunContext) -> list[InputDataset]:
     return datasets
 
 
-def _quality_metrics(file: SourceFile, profile: pd.Series) -> data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet:
+def _schema_and_storage(file: SourceFile) -> tuple[schema_dataset.SchemaDatasetFacet,
+                                                    storage_dataset.StorageDatasetFacet]:
+    schema = schema_dataset.SchemaDatasetFacet(fields=[
+        schema_dataset.SchemaDatasetFacetFields(name=column, type=file.column_types.get(column, "string"),
+                                                ordinal_position=position)
+        for position, column in enumerate(file.columns, start=1)])
+    return schema, storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format)
+
+
+def _quality_metrics(file: SourceFile, profile: dict) -> data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet:
     """Per-column missing counts, and the ranges of valid amounts (currency units) and
     valid dates (as YYYYMMDD numbers: the facet's min and max are numbers)."""
     metric = data_quality_metrics_input_dataset.ColumnMetrics
