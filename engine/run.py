@@ -43,8 +43,9 @@ from engine.outputs.early_write import EarlyWrite
 from engine.outputs.forms import write_json, write_outputs, write_user_output
 from engine.outputs.publication import PublishedFile, output_errors, output_lock, staged_outputs
 from engine.rules.pseudonyms import SecretKey
+from engine.sources.layout import layout_of
 from engine.sources.plan import ReadPlan, SourceFile, find_files, plan_reads
-from engine.sources.spool import InputSpool, input_spool
+from engine.sources.spool import STANDARD_INPUT, InputSpool, input_spool
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _incremental(config: EngineConfig, user: UserModules, output_dir: Path) -> I
     anything else) and what it reuses and reads."""
     if not applies(config, bool(user.in_the_pass)):
         return None
-    files = find_files(config.input)
+    files = find_files(config.input, layout_of(config))
     return plan_increment(config, files, output_dir, quarantine.configured_key())
 
 
@@ -180,7 +181,10 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     `only` (file indexes), just those files are decompressed, sized and planned (an
     incremental run). The backend is released when the block ends; failures with a known
     meaning become the engine's one-line errors."""
-    files = spool.decompress(find_files(source) if files is None else files, only)
+    if files is None:
+        layout = layout_of(config)
+        files = spool.standard_input(layout) if source == STANDARD_INPUT else find_files(source, layout)
+    files = spool.decompress(files, only)
     input_bytes = sum(f.text_bytes for index, f in enumerate(files) if only is None or index in only)
     choice = choose_mode(config, input_bytes)
     log.info("%s: mode %s (%s)", label, choice.mode, choice.reason)

@@ -27,6 +27,7 @@ from engine.incremental.distinct import DistinctIndex, extend, load_index, rebui
 from engine.incremental.keys import content_digests, partial_key, sha256_digests
 from engine.incremental.store import StateStore
 from engine.rules.pseudonyms import SecretKey
+from engine.sources.layout import layout_of
 from engine.sources.plan import ReadPlan, SourceFile
 
 log = logging.getLogger(__name__)
@@ -143,12 +144,14 @@ def count_distinct(increment: Increment) -> int:
 
 
 def partial_settings(config: EngineConfig, pseudonym_key: SecretKey | None) -> dict:
-    """The settings that change a file's partial: whether malformed lines are skipped, and
-    which key pseudonymises the quarantine's customer ids (its digest, never the key)."""
+    """The settings that change a file's partial: whether malformed lines are skipped, the
+    input layout (delimiter, column mapping), and which key pseudonymises the quarantine's
+    customer ids (its digest, never the key)."""
     key = None
     if pseudonym_key is not None:
         key = hashlib.sha256(b"engine incremental state\0" + pseudonym_key.reveal()).hexdigest()
-    return {"malformed_lines": config.malformed_lines, "pseudonym_key": key}
+    return {"malformed_lines": config.malformed_lines, "pseudonym_key": key,
+            "input_layout": layout_of(config).settings()}
 
 
 def batches(plan: ReadPlan, files: tuple[int, ...], batch_bytes: int) -> list[tuple[int, ...]]:

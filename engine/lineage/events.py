@@ -54,10 +54,14 @@ INPUT_FACET_SCHEMA = ("https://pypi.org/project/sales-engine/spec/SalesEngineInp
 
 @attr.define
 class SalesEngineInputFacet(InputDatasetFacet):
-    """How an incremental run used an input file: read now, or its figures reused from the
-    partial an earlier run kept (engine.incremental)."""
+    """How the run read an input file: in an incremental run, read now or its figures
+    reused from the partial an earlier run kept (engine.incremental); the field delimiter
+    when it is not a comma, and which of the file's columns holds each engine column the
+    input layout maps (engine.sources.layout)."""
 
-    reusedPartial: bool  # noqa: N815
+    reusedPartial: bool | None = attr.field(default=None)  # noqa: N815
+    delimiter: str | None = attr.field(default=None)
+    columnMapping: dict[str, str] | None = attr.field(default=None)  # noqa: N815
 
     @staticmethod
     def _get_schema() -> str:
@@ -207,9 +211,12 @@ def _inputs(context: RunContext) -> list[InputDataset]:
                 "inputStatistics": input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
                     rowCount=int(profile["rows"]), size=file.size, fileCount=1),
             }
-        if context.reused_files is not None:
-            input_facets["salesEngineInput"] = SalesEngineInputFacet(reusedPartial=file.path in context.reused_files)
-        shape = (file.columns, file.types, file.format)
+        how_read = SalesEngineInputFacet(
+            reusedPartial=None if context.reused_files is None else file.path in context.reused_files,
+            delimiter=None if file.delimiter == "," else file.delimiter, columnMapping=file.renamed or None)
+        if (how_read.reusedPartial, how_read.delimiter, how_read.columnMapping) != (None, None, None):
+            input_facets["salesEngineInput"] = how_read
+        shape = (file.own_columns, file.types, file.format)
         if shape not in shared:  # files of one layout share their schema and storage facets
             shared[shape] = _schema_and_storage(file)
         schema, storage = shared[shape]
@@ -236,13 +243,14 @@ def _schema_and_storage(file: SourceFile) -> tuple[schema_dataset.SchemaDatasetF
     schema = schema_dataset.SchemaDatasetFacet(fields=[
         schema_dataset.SchemaDatasetFacetFields(name=column, type=file.column_types.get(column, "string"),
                                                 ordinal_position=position)
-        for position, column in enumerate(file.columns, start=1)])
+        for position, column in enumerate(file.own_columns, start=1)])
     return schema, storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format)
 
 
 def _quality_metrics(file: SourceFile, profile: dict) -> data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet:
     """Per-column missing counts, and the ranges of valid amounts (currency units) and
-    valid dates (as YYYYMMDD numbers: the facet's min and max are numbers)."""
+    valid dates (as YYYYMMDD numbers: the facet's min and max are numbers), under the
+    file's own column names."""
     metric = data_quality_metrics_input_dataset.ColumnMetrics
     columns = {c: metric(nullCount=int(profile[f"missing_{c}"])) for c in ("date", "product_id", "amount", "customer_id")
                if c in file.columns}
@@ -252,8 +260,10 @@ def _quality_metrics(file: SourceFile, profile: dict) -> data_quality_metrics_in
     if not pd.isna(profile["date_min"]):
         columns["date"] = metric(nullCount=int(profile["missing_date"]), min=_yyyymmdd(profile["date_min"]),
                                  max=_yyyymmdd(profile["date_max"]))
+    own = file.renamed
     return data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet(
-        columnMetrics=columns, rowCount=int(profile["rows"]), bytes=file.size, fileCount=1)
+        columnMetrics={own.get(c, c): m for c, m in columns.items()}, rowCount=int(profile["rows"]), bytes=file.size,
+        fileCount=1)
 
 
 def _yyyymmdd(days_since_epoch: float) -> float:
@@ -274,6 +284,7 @@ def column_lineage_inputs(context: RunContext) -> list[tuple[str, str]]:
 
 def _outputs(context: RunContext) -> list[OutputDataset]:
     inputs = column_lineage_inputs(context)
+    renamed = context.files[0].renamed if context.files else {}  # one input layout for every file
     datasets = []
     for published in context.published:
         user = published.output in context.user_outputs
@@ -293,7 +304,8 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
                 "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=state),
                 "columnLineage": _lineage_facet(
-                    *context.derivation.lineage(published.output, [column for column, _ in schema]), inputs),
+                    *context.derivation.lineage(published.output, [column for column, _ in schema]), inputs,
+                    renamed),
             },
             outputFacets={"outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                 rowCount=context.output_rows.get(published.output), size=published.size, fileCount=1)},
@@ -315,9 +327,11 @@ def _user_schema(published: PublishedFile) -> list[tuple[str, str]]:
 
 
 def _lineage_facet(fields: dict[str, list[ColumnSource]], dataset_wide: list[ColumnSource],
-                   inputs: list[tuple[str, str]]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+                   inputs: list[tuple[str, str]],
+                   renamed: dict[str, str]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
     """The column-lineage facet: per output column and for the dataset as a whole, the
-    input columns it derives from, in every input file, each with how."""
+    input columns it derives from (by the files' own names: `renamed`), in every input
+    file, each with how."""
 
     def references(sources: list[ColumnSource]) -> list[column_lineage_dataset.InputField]:
         how: dict[str, list[column_lineage_dataset.Transformation]] = {}
@@ -325,7 +339,7 @@ def _lineage_facet(fields: dict[str, list[ColumnSource]], dataset_wide: list[Col
             how.setdefault(source.column, []).append(column_lineage_dataset.Transformation(
                 type=source.kind, subtype=source.subtype, masking=source.masked,
                 description=None if source.subtype else "may derive from it: the node does not declare how"))
-        return [column_lineage_dataset.InputField(namespace=namespace, name=name, field=column,
+        return [column_lineage_dataset.InputField(namespace=namespace, name=name, field=renamed.get(column, column),
                                                   transformations=transformations)
                 for column, transformations in how.items() for namespace, name in inputs]
 

@@ -2,6 +2,7 @@
 
 - `plan`: resolving INPUT into files, checking each one, and cutting it into read tasks
   (find_files, plan_reads, SourceFile, ReadTask, ReadPlan);
+- `layout`: the field delimiter and column names of inputs that differ from SPEC's CSV;
 - `readers`: reading one read task (a partition) into a frame of raw text columns;
 - `spool`: compressed inputs, decompressed once into a spool folder and read like plain
   CSV;

@@ -21,12 +21,14 @@ import pyarrow as pa
 
 from engine.errors import InputDataError
 from engine.rules.validation import RAW_COLUMNS, REQUIRED_COLUMNS
+from engine.sources.layout import InputLayout
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
 _OTHER_DELIMITERS = (";", "\t", "|")
+DELIMITER_HINTS = {"\t": "tab"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,13 @@ class SourceFile:
     format: str  # "csv" or "parquet"
     compression: str | None
     size: int
+    #: the columns in file order, by the engine's names where the input layout maps them
     columns: tuple[str, ...]
     types: tuple[str, ...] = ()  # column types as stored (empty: all text, as in CSV)
+    #: the file's own column names, when the input layout renames some (else empty)
+    header: tuple[str, ...] = ()
+    #: the CSV field delimiter
+    delimiter: str = ","
     #: where the bytes are read from when not `path`: a compressed file's decompressed copy
     read_path: str | None = None
     #: size as text, when known (a decompressed copy's size)
@@ -47,8 +54,20 @@ class SourceFile:
     sha256: str | None = None
 
     @property
+    def own_columns(self) -> tuple[str, ...]:
+        """The columns as the file names them."""
+        return self.header or self.columns
+
+    @property
+    def renamed(self) -> dict[str, str]:
+        """{engine column: the file's name for it} of the columns the layout renames."""
+        return {name: own for name, own in zip(self.columns, self.own_columns) if name != own}
+
+    @property
     def column_types(self) -> dict[str, str]:
-        return dict(zip(self.columns, self.types)) if self.types else dict.fromkeys(self.columns, "string")
+        """The type of each of the file's own columns."""
+        columns = self.own_columns
+        return dict(zip(columns, self.types)) if self.types else dict.fromkeys(columns, "string")
 
     @property
     def text_bytes(self) -> int:
@@ -116,9 +135,10 @@ class ReadPlan:
 
 
 
-def find_files(source: str) -> tuple[SourceFile, ...]:
-    """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet)."""
-    files = tuple(_inspect(path) for path in _expand(source))
+def find_files(source: str, layout: InputLayout = InputLayout()) -> tuple[SourceFile, ...]:
+    """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet), their
+    columns read by `layout`."""
+    files = tuple(_inspect(path, layout) for path in _expand(source))
     if len({f.format for f in files}) > 1:
         raise InputDataError(f"{source}: mixes CSV and Parquet files; give one format per run")
     return files
@@ -169,17 +189,29 @@ def _format_of(name: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _inspect(path: str) -> SourceFile:
+def _inspect(path: str, layout: InputLayout) -> SourceFile:
     fmt, compression = _format_of(os.path.basename(path))
     size = os.path.getsize(path)
     if size == 0:
         raise InputDataError(f"{path}: file is empty")
     if fmt == "parquet":
-        return _inspect_parquet(path, size)
-    return _inspect_csv(path, size, compression)
+        return _inspect_parquet(path, size, layout)
+    return _inspect_csv(path, size, compression, layout)
 
 
-def _inspect_parquet(path: str, size: int) -> SourceFile:
+def _laid_out(path: str, header: tuple[str, ...], layout: InputLayout) -> dict:
+    """The SourceFile fields of a file whose header is `header`: its columns by the
+    engine's names (checked), and its own names when the layout renames any."""
+    columns = layout.standard_names(header)
+    missing = [own for name, own in layout.columns if name in REQUIRED_COLUMNS and own not in header]
+    if missing:
+        raise InputDataError(f"{path}: the header has no column {missing[0]!r} (mapped by --columns / "
+                             f"input_layout.columns); it has: {', '.join(header)}")
+    _require_columns(path, columns)
+    return {"columns": columns, "header": header if columns != header else (), "delimiter": layout.delimiter}
+
+
+def _inspect_parquet(path: str, size: int, layout: InputLayout) -> SourceFile:
     import pyarrow.parquet as pq
 
     try:
@@ -187,15 +219,14 @@ def _inspect_parquet(path: str, size: int) -> SourceFile:
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
     schema = metadata.schema.to_arrow_schema()
-    columns = tuple(schema.names)
-    _require_columns(path, columns)
+    laid_out = _laid_out(path, tuple(schema.names), layout)
     if metadata.num_rows == 0:
         raise InputDataError(f"{path}: Parquet file has no rows")
-    return SourceFile(path=path, format="parquet", compression=None, size=size, columns=columns,
-                      types=tuple(str(t) for t in schema.types))
+    return SourceFile(path=path, format="parquet", compression=None, size=size,
+                      types=tuple(str(t) for t in schema.types), **{**laid_out, "delimiter": ","})
 
 
-def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
+def _inspect_csv(path: str, size: int, compression: str | None, layout: InputLayout) -> SourceFile:
     head = _read_head(path, compression)
     if not head.strip():
         raise InputDataError(f"{path}: file is empty")
@@ -210,12 +241,11 @@ def _inspect_csv(path: str, size: int, compression: str | None) -> SourceFile:
         header_text = header.decode("utf-8")
     except UnicodeDecodeError:
         raise InputDataError(f"{path}: line 1: not UTF-8 text (binary data or another encoding)") from None
-    names = next(csv.reader(io.StringIO(header_text)), [])
-    columns = tuple(name.strip() for name in names)
-    _require_columns(path, columns)
+    names = next(csv.reader(io.StringIO(header_text), delimiter=layout.delimiter), [])
+    laid_out = _laid_out(path, tuple(name.strip() for name in names), layout)
     if not head[len(header):].strip():
         raise InputDataError(f"{path}: has a header but no data rows")
-    return SourceFile(path=path, format="csv", compression=compression, size=size, columns=columns)
+    return SourceFile(path=path, format="csv", compression=compression, size=size, **laid_out)
 
 
 def _read_head(path: str, compression: str | None) -> bytes:
@@ -238,7 +268,8 @@ def _require_columns(path: str, columns: tuple[str, ...]) -> None:
     if len(columns) == 1:
         hinted = [d for d in _OTHER_DELIMITERS if d in columns[0]]
         if hinted:
-            message += f" (the header looks {hinted[0]!r}-separated; the engine reads comma-separated files)"
+            message += (f" (the header looks {hinted[0]!r}-separated; give the delimiter: "
+                        f"--delimiter {DELIMITER_HINTS.get(hinted[0], hinted[0])!r})")
     raise InputDataError(message)
 
 

@@ -99,7 +99,7 @@ def _parse_csv(task: ReadTask, original: bytes, threads: bool | None, broken: di
     data = _blank_lines(task, original, broken, header) if broken else original
     try:
         table = pacsv.read_csv(pa.BufferReader(data), read_options=_read_options(task, threads),
-                               parse_options=pacsv.ParseOptions(newlines_in_values=False), convert_options=convert)
+                               parse_options=_parse_options(task), convert_options=convert)
     except pa.ArrowInvalid as error:
         more = _more_open_quote_lines(original, broken) if b'"' in data else {}
         if more:
@@ -144,7 +144,7 @@ def _read_csv_skipping_malformed(task: ReadTask, data: bytes, lines: int, header
     try:
         table = pacsv.read_csv(
             pa.BufferReader(data), read_options=_read_options(task, threads=False),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=skip),
+            parse_options=_parse_options(task, invalid_row_handler=skip),
             convert_options=convert)
     except pa.ArrowInvalid:  # not a wrong field count: not skippable
         raise _located_error(task, data, error, broken) from None
@@ -335,6 +335,11 @@ def _read_options(task: ReadTask, threads: bool | None = None) -> pacsv.ReadOpti
     )
 
 
+def _parse_options(task: ReadTask, **options) -> pacsv.ParseOptions:
+    """Fields split at the file's delimiter; a line break always ends a record."""
+    return pacsv.ParseOptions(delimiter=task.file.delimiter, newlines_in_values=False, **options)
+
+
 def _csv_bytes(task: ReadTask) -> bytes:
     """The bytes to parse."""
     file = task.file
@@ -392,7 +397,7 @@ def _located_error(task: ReadTask, data: bytes, error: pa.ArrowInvalid,
         pacsv.read_csv(
             pa.BufferReader(data),
             read_options=_read_options(task, threads=False),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=note_first),
+            parse_options=_parse_options(task, invalid_row_handler=note_first),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in file.columns}),
         )
     except pa.ArrowInvalid as again:
@@ -421,10 +426,14 @@ def _read_parquet(task: ReadTask) -> pa.Table:
     import pyarrow.parquet as pq
 
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    own = [task.file.renamed.get(name, name) for name in columns]  # as the file names them
     try:
         parquet = pq.ParquetFile(task.file.path)
-        table = parquet.read_row_groups(list(task.row_groups), columns=columns) if task.row_groups else parquet.read(columns=columns)
-        return pa.table({name: _as_text(name, table[name]) for name in columns})
+        if task.row_groups:
+            table = parquet.read_row_groups(list(task.row_groups), columns=own)
+        else:
+            table = parquet.read(columns=own)
+        return pa.table({name: _as_text(name, table[column]) for name, column in zip(columns, own)})
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{task.file.path}: cannot be read as Parquet ({_squash(error)})") from None
 

@@ -7,6 +7,9 @@ spool folder; from there it is split into partitions and read in bounded memory 
 any plain CSV, in every mode, and the mode choice sees its real size. A file that
 expands past `max_decompressed_size` stops the run with an input error naming it.
 
+Standard input (INPUT `-`, plain CSV) is copied into the spool folder the same way, and
+the run reads the copy; errors, reports and lineage name it `/dev/stdin`.
+
 The spool folder is removed when the run ends, whatever the outcome; one left behind by
 a killed run on this host is removed by the next run that uses the same parent folder.
 Errors and lineage still name the compressed file: only the reading goes to the copy.
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,9 +33,13 @@ from engine.config import EngineConfig, parse_size
 from engine.errors import ConfigurationError, InputDataError, ResourceError
 from engine.files import permissions
 from engine.files.leftovers import owned_name, remove_abandoned
-from engine.sources.plan import SourceFile
+from engine.sources.layout import InputLayout
+from engine.sources.plan import SourceFile, find_files
 
 PREFIX = ".spool-"
+#: INPUT that means standard input, and the name runs give it
+STANDARD_INPUT = "-"
+STDIN_PATH = "/dev/stdin"
 _BLOCK = 1 << 20
 
 
@@ -62,6 +71,30 @@ class InputSpool:
         for index, copy in zip(compressed, copies):
             replaced[index] = copy
         return tuple(replaced)
+
+    def standard_input(self, layout: InputLayout) -> tuple[SourceFile, ...]:
+        """Standard input as the run's one file: copied into the spool folder (at most
+        `max_decompressed_size`), checked like any CSV file, named `/dev/stdin`, with the
+        SHA-256 of what was read (for the audit log: standard input cannot be read twice)."""
+        self._make_folder()
+        copy = self.folder / "stdin.csv"
+        written, digest = 0, hashlib.sha256()
+        try:
+            with open(copy, "wb") as out:
+                while block := sys.stdin.buffer.read(_BLOCK):
+                    digest.update(block)
+                    written += len(block)
+                    if written > self.limit:
+                        raise InputDataError(f"{STDIN_PATH}: more than {_size(self.limit)} of input "
+                                             "(max_decompressed_size); raise the limit if this input is genuine")
+                    out.write(block)
+            files = find_files(str(copy), layout)
+        except InputDataError as error:
+            raise InputDataError(str(error).replace(str(copy), STDIN_PATH)) from None
+        except OSError as error:
+            raise _write_error(copy, error) from None
+        return tuple(dataclasses.replace(f, path=STDIN_PATH, read_path=str(copy), text_size=written,
+                                         sha256=digest.hexdigest()) for f in files)
 
     def _make_folder(self) -> None:
         try:
