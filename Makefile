@@ -1,20 +1,27 @@
 # The two commands of the README: `make demo` and `make test`.
 # Everything is installed into .venv/ from the project's own files.
 
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-DEMO   := demo
-ROWS   ?= 200000
+PYTHON    ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+DEMO      := demo
+ROWS      ?= 200000
 
 .PHONY: demo test test-fast test-system-packages bench bench-quick clean
 
+# the engine and what it needs to run (make demo)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# plus the test and benchmark tools and the cluster extras (make test, make bench)
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
 
 ## demo: generate a sample dataset and run the pipeline in auto mode (no server needed)
 demo: $(STAMP)
@@ -22,11 +29,11 @@ demo: $(STAMP)
 	$(BIN)/engine run $(DEMO)/sales.csv --output $(DEMO)/output
 
 ## test: the whole test suite
-test: $(STAMP) test-system-packages
+test: $(DEV_STAMP) test-system-packages
 	$(BIN)/python -m pytest -ra
 
 ## test-fast: everything but the tests marked slow
-test-fast: $(STAMP) test-system-packages
+test-fast: $(DEV_STAMP) test-system-packages
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 ## test-system-packages: Debian packages the tests run for real (installed once, as root):
@@ -46,12 +53,12 @@ test-system-packages:
 
 ## bench: the full benchmark suite (1k to 10M rows; BENCH_ARGS=--with-100m adds 100M), then
 ## the incremental-run benchmark (a year of daily files plus one day), both in RESULTS.md
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/incremental.py
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 ## bench-quick: the quick variant (small sizes, fewer repetitions; a few minutes)
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 clean:

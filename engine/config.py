@@ -238,6 +238,17 @@ class DataflowConfig:
 
 
 @dataclass(frozen=True)
+class InputLayoutConfig:
+    """How the input files lay out their columns when they differ from SPEC's CSV
+    (engine.sources.layout; checked when a run starts): the field delimiter (one
+    character, or `tab`), and `COLUMN=HEADER` pairs naming the header column that holds
+    each engine column named otherwise (`date=Date,amount=Total`)."""
+
+    delimiter: str = ","
+    columns: str = ""
+
+
+@dataclass(frozen=True)
 class IncrementalConfig:
     """Incremental runs (engine.incremental): a run over several files keeps each file's
     partial figures and the next run reads only new and changed files."""
@@ -282,6 +293,7 @@ class EngineConfig:
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
     incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
+    input_layout: InputLayoutConfig = field(default_factory=InputLayoutConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
@@ -318,17 +330,20 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> EngineConfig:
     """The configuration from defaults, a YAML file, `ENGINE__*` variables and overrides
-    (dotted keys such as `cluster.scheduler`, None values ignored)."""
+    (dotted keys such as `cluster.scheduler`, None values ignored). An error names the
+    file, or the `ENGINE__*` variable a bad value came from, and the key."""
     merged: dict[str, Any] = {}
     if path:
         _merge(merged, _read_yaml(path), source=path)
-    _merge(merged, _from_environment(os.environ if environ is None else environ), source="environment")
+    from_environment, variables = _from_environment(os.environ if environ is None else environ)
+    _merge(merged, from_environment, source="environment")
     flags: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(flags, dotted, value)
+            variables.pop(dotted, None)  # the flag's value is the one used
     _merge(merged, flags, source="command line")
-    return _build(EngineConfig, merged, prefix="", source=path or "configuration")
+    return _build(EngineConfig, merged, prefix="", source=path or "configuration", variables=variables)
 
 
 def _read_yaml(path: str) -> dict:
@@ -345,13 +360,35 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict:
+def _from_environment(environ: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
+    """The settings of the `ENGINE__*` variables, and the variable each dotted key came from."""
     data: dict[str, Any] = {}
+    variables: dict[str, str] = {}
     for name, text in environ.items():
         if name.startswith(ENV_PREFIX):
             dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
-            _set_dotted(data, dotted, yaml.safe_load(text) if text.strip() else None)
-    return data
+            _set_dotted(data, dotted, _environment_value(name, text))
+            variables[dotted] = name
+    return data, variables
+
+
+def _environment_value(name: str, text: str) -> Any:
+    """A variable's text read as a YAML value (`4`, `true`, `[a, b]`); empty: not set."""
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"environment variable {name}: not a valid value "
+                                 f"({' '.join(str(error).split())})") from None
+
+
+def _source_of(dotted: str, source: str, variables: Mapping[str, str]) -> str:
+    """Where the value of `dotted` came from: the `ENGINE__*` variable that set it (or a
+    key inside it, for a section), else `source` (the file, or "configuration")."""
+    name = variables.get(dotted) or next(
+        (variable for key, variable in variables.items() if key.startswith(f"{dotted}.")), None)
+    return f"environment variable {name}" if name else source
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -369,7 +406,7 @@ def _merge(into: dict, data: Mapping, source: str) -> None:
             into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
+def _build(cls: type, data: Mapping, prefix: str, source: str, variables: Mapping[str, str]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in data.items():
@@ -377,23 +414,25 @@ def _build(cls: type, data: Mapping, prefix: str, source: str) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigurationError(f"{source}: unknown key {dotted!r}{hint}")
+            raise ConfigurationError(f"{_source_of(dotted, source, variables)}: unknown key {dotted!r}{hint}")
         kind = fields[key].type
         nested = {"AlertConfig": AlertConfig, "ClusterConfig": ClusterConfig, "LineageConfig": LineageConfig,
                   "MetricsConfig": MetricsConfig, "PermissionsConfig": PermissionsConfig,
                   "AuditConfig": AuditConfig, "BackupConfig": BackupConfig,
                   "ProgressConfig": ProgressConfig, "DataflowConfig": DataflowConfig,
-                  "IncrementalConfig": IncrementalConfig}.get(str(kind))
+                  "IncrementalConfig": IncrementalConfig, "InputLayoutConfig": InputLayoutConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
-                raise ConfigurationError(f"{source}: {dotted!r} must be a mapping of keys to values")
-            values[key] = _build(nested, value, prefix=f"{dotted}.", source=source)
+                raise ConfigurationError(f"{_source_of(dotted, source, variables)}: {dotted!r} must be a mapping "
+                                         "of keys to values")
+            values[key] = _build(nested, value, prefix=f"{dotted}.", source=source, variables=variables)
         else:
-            values[key] = _coerce(value, str(kind), dotted, source)
+            values[key] = _coerce(value, str(kind), dotted, _source_of(dotted, source, variables))
     try:
         return cls(**values)
-    except ConfigurationError as error:
-        raise ConfigurationError(f"{source}: {prefix}{error}") from None
+    except ConfigurationError as error:  # its message starts with the key: "top_days: must be ..."
+        dotted = f"{prefix}{str(error).partition(':')[0]}"
+        raise ConfigurationError(f"{_source_of(dotted, source, variables)}: {prefix}{error}") from None
 
 
 def _coerce(value: Any, kind: str, key: str, source: str) -> Any:

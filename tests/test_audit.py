@@ -105,7 +105,7 @@ def test_a_failed_run_is_recorded_with_its_exit_code_and_error(tmp_path):
 
 def test_a_run_failed_by_an_alert_records_the_outputs_it_published(tmp_path):
     audit = tmp_path / "audit.jsonl"
-    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", ""), ("2024-01-02", "P2", "x", "")])
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", ""), ("2024-01-02", "P2", "", "")])
     config = tmp_path / "c.yaml"
     config.write_text("alerts:\n  max_null_count: 0\n  fail_on_alert: true\n")
     env = {"ENGINE__AUDIT__PATH": str(audit)}
@@ -212,3 +212,70 @@ def test_audit_command_names_a_damaged_line(tmp_path):
 def test_the_default_log_is_one_per_installation_user_under_the_xdg_state_folder(tmp_path):
     assert default_audit_path({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "sales-engine" / "audit.jsonl"
     assert default_audit_path({}) == Path.home() / ".local" / "state" / "sales-engine" / "audit.jsonl"
+
+
+# --- where the log is, and which runs are whose ---------------------------------------------
+
+STARTED = "engine.audit: audit log started at"
+
+
+def _without_audit_variable(**extra: str) -> dict:
+    """The environment of a user who has not set ENGINE__AUDIT__PATH (the tests set it)."""
+    return {**{k: v for k, v in os.environ.items() if k != "ENGINE__AUDIT__PATH"}, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_the_default_log_names_itself_and_its_per_user_scope_when_it_starts(tmp_path):
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    env = _without_audit_variable(XDG_STATE_HOME=str(tmp_path / "state"))
+    done = subprocess.run(engine_command("run", str(data), "--output", str(tmp_path / "out")), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    default = tmp_path / "state" / "sales-engine" / "audit.jsonl"
+    [line] = [line for line in done.stderr.splitlines() if STARTED in line]
+    assert line.split()[2] == "INFO"
+    assert f"{STARTED} {default}: the default for OS user {USER}, it records this user's runs" in line
+    assert "engine audit --output FOLDER" in line
+    assert [r["operation"] for r in _records(default)] == ["run"]
+
+
+def test_a_configured_log_is_named_once_by_the_process_that_starts_it(tmp_path):
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    audit = tmp_path / "logs" / "audit.jsonl"
+    env = {"ENGINE__AUDIT__PATH": str(audit)}
+    first = run_cli("run", str(data), "--output", str(tmp_path / "out"), env=env)
+    second = run_cli("run", str(data), "--output", str(tmp_path / "out"), env=env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert [line.split(" ", 2)[2] for line in first.stderr.splitlines() if STARTED in line] == [
+        f"INFO    {STARTED} {audit} (audit.path)"]
+    assert f"{STARTED} {audit} (audit.path)" in (tmp_path / "out" / "pipeline.log").read_text()
+    assert STARTED not in second.stderr  # the log existed already
+    assert len(_records(audit)) == 2
+
+
+def test_audit_command_keeps_the_runs_of_one_output_folder(tmp_path):
+    """Two projects' runs share the default log; `--output` picks one folder's runs, named
+    relative to the working folder or through a link, as the run resolved it."""
+    audit = tmp_path / "audit.jsonl"
+    env = {"ENGINE__AUDIT__PATH": str(audit)}
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    (tmp_path / "project-b").mkdir()
+    (tmp_path / "link-to-b").symlink_to(tmp_path / "project-b")
+    for output in ("project-a/out", "link-to-b/out", "project-a/out"):
+        done = run_cli("run", str(data), "--output", output, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    runs = _records(audit)
+    folder_a, folder_b = (str((tmp_path / project / "out").resolve()) for project in ("project-a", "project-b"))
+    a_runs = [r["run_id"] for r in runs if r["details"]["output"] == folder_a]
+    assert len(a_runs) == 2 and runs[1]["details"]["output"] == folder_b
+
+    def selected(folder: str, cwd: Path) -> list[str]:
+        done = run_cli("audit", "--json", "--output", folder, cwd=cwd, env=env)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line)["run_id"] for line in done.stdout.splitlines()]
+
+    assert selected("project-a/out", tmp_path) == a_runs
+    assert selected("out", tmp_path / "project-a") == a_runs
+    assert selected(str(tmp_path / "link-to-b" / "out"), tmp_path) == [runs[1]["run_id"]]
+    assert selected("project-c/out", tmp_path) == []
+    table = run_cli("audit", "--output", "project-a/out", cwd=tmp_path, env=env)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 3  # the header and two runs

@@ -121,7 +121,24 @@ def test_restore_refuses_a_folder_that_is_not_empty_and_a_missing_archive(tmp_pa
 def test_create_refuses_a_missing_source(tmp_path):
     done = _backup(tmp_path, "create", str(tmp_path / "absent"))
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: {tmp_path / 'absent'}: cannot back up: not a folder (backup.sources)"
+    assert done.stderr.splitlines()[-1] == f"error: {tmp_path / 'absent'}: cannot back up: the folder does not exist"
+    assert list_backups(tmp_path / "backups") == []
+
+
+def test_create_says_where_a_source_that_is_not_a_folder_was_named(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    done = _backup(tmp_path, "create", str(tmp_path / "a-file"))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"error: {tmp_path / 'a-file'}: cannot back up: not a folder"
+    configured = run_cli("backup", "create", "--directory", str(tmp_path / "backups"), cwd=tmp_path,
+                         env={"ENGINE__BACKUP__SOURCES": "[gone]"})
+    assert configured.returncode == 2
+    assert configured.stderr.splitlines()[-1] == ("error: gone: cannot back up: the folder does not exist "
+                                                  "(backup.sources)")
+    default = run_cli("backup", "create", "--directory", str(tmp_path / "backups"), cwd=tmp_path)
+    assert default.returncode == 2
+    assert default.stderr.splitlines()[-1] == ("error: output: cannot back up: the folder does not exist "
+                                      "(the output folder, as backup.sources is empty)")
     assert list_backups(tmp_path / "backups") == []
 
 

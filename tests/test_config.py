@@ -78,3 +78,45 @@ def test_cli_reports_a_bad_config_in_one_line_with_exit_code_2(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigurationError, match="cannot read configuration"):
         load_config(str(tmp_path / "absent.yaml"), environ={})
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"ENGINE__TOP_DAYS": "many"},
+         "environment variable ENGINE__TOP_DAYS: 'top_days' must be an integer, got 'many'"),
+        ({"ENGINE__TOP_DAYS": "0"}, "environment variable ENGINE__TOP_DAYS: top_days: must be at least 1, got 0"),
+        ({"ENGINE__MODE": "turbo"},
+         "environment variable ENGINE__MODE: mode: 'turbo' is not one of auto, pandas, dask, distributed"),
+        ({"ENGINE__CLUSTER__WORKR": "2"},
+         "environment variable ENGINE__CLUSTER__WORKR: unknown key 'cluster.workr' (did you mean 'cluster.workers'?)"),
+        ({"ENGINE__CLUSTER": "3"}, "environment variable ENGINE__CLUSTER: 'cluster' must be a mapping"),
+        ({"ENGINE__CLUSTER__TLS": "files"},
+         "environment variable ENGINE__CLUSTER__TLS: cluster.tls: files needs tls_ca_file, tls_cert and tls_key"),
+        ({"ENGINE__MODE": "[dask"}, "environment variable ENGINE__MODE: not a valid value"),
+    ],
+)
+def test_a_bad_environment_variable_is_named(tmp_path, variables, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("top_days: 3\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(str(path), environ=variables)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_flag_over_a_bad_environment_variable_wins_and_a_file_error_names_the_file(tmp_path):
+    assert load_config(overrides={"mode": "pandas"}, environ={"ENGINE__MODE": "turbo"}).mode == "pandas"
+    path = tmp_path / "c.yaml"
+    path.write_text("top_days: 0\n")
+    with pytest.raises(ConfigurationError, match=f"^{path}: top_days: must be at least 1"):
+        load_config(str(path), environ={"ENGINE__MODE": "dask"})
+
+
+def test_cli_names_the_environment_variable_in_one_line_with_exit_code_2(tmp_path):
+    source = write_csv(tmp_path / "s.csv", [("2024-01-01", "P1", "1", "C1")])
+    done = run_cli("run", str(source), "--output", str(tmp_path / "out"), env={"ENGINE__PARTITION_SIZE": "huge"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: environment variable ENGINE__PARTITION_SIZE: partition_size: 'huge' is not a size "
+        "(e.g. 64MiB, 1GB, 1048576)"]
+    assert not (tmp_path / "out").exists()

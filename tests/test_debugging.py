@@ -61,6 +61,22 @@ def test_dag_renders_svg_and_png_with_graphviz(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_dag_renders_pdf_and_refuses_a_form_it_cannot_write(tmp_path):
+    target = tmp_path / "graph.pdf"
+    done = run_cli("dag", "--output", str(target))
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes().startswith(b"%PDF-")
+    assert done.stdout.splitlines() == [f"wrote {target.with_suffix('.dot')}", f"wrote {target}"]
+    for name in ("graph.jpg", "graph"):
+        refused = run_cli("dag", "--output", str(tmp_path / name))
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            f"error: {tmp_path / name}: cannot tell which format to write from the name; "
+            "end it with one of .dot, .gv, .svg, .png, .pdf"]
+        assert refused.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.dot", "graph.pdf"]
+
+
 def test_dag_without_graphviz_writes_dot_and_says_so(tmp_path):
     bare = tmp_path / "bin"  # a PATH without Graphviz
     bare.mkdir()

@@ -266,6 +266,28 @@ def test_gzip_and_zstd_hold_the_plain_content(tmp_path):
     assert again.path.read_bytes() == gz.path.read_bytes()  # no timestamp or name inside
 
 
+def test_parquet_holds_the_csv_cells_and_does_not_depend_on_chunk_rows(tmp_path):
+    import pyarrow.parquet as pq
+
+    plain = generate_sales(tmp_path / "s.csv", 70_000, seed=9)
+    parquet = generate_sales(tmp_path / "s.parquet", 70_000, seed=9)
+    assert parquet.path.read_bytes()[:4] == b"PAR1" and parquet.bytes_written == parquet.path.stat().st_size
+    table = pq.read_table(parquet.path)
+    assert table.column_names == HEADER and all(str(t) == "string" for t in table.schema.types)
+    rows = [[cell or "" for cell in row.values()] for row in table.to_pylist()]
+    assert rows == parse(plain.path.read_bytes())[1:]  # an empty CSV cell is null in Parquet
+    assert table.column("customer_id").null_count > 0
+    again = generate_sales(tmp_path / "t.parquet", 70_000, seed=9, chunk_rows=997)
+    assert again.path.read_bytes() == parquet.path.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["sales.json", "sales.tsv", "sales.gz", "sales", ".csv"])
+def test_a_name_of_no_known_form_is_refused_before_writing(tmp_path, name):
+    with pytest.raises(ValueError, match=r"end it with one of \.csv, \.csv\.gz, \.csv\.zst, .*\.parquet"):
+        generate_sales(tmp_path / name, 100)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -4,6 +4,7 @@ every chart must be drawn with a size and with exactly the data points of the ru
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import html
 import json
 import re
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_engine
+from engine.errors import InputDataError
+from engine.observability.history import append_history, history_entry
+from engine.observability.html_report import STATUS_COLOURS
 from engine.sources.generate import generate_sales
 
 #: Appended to a copy of the report: measures what Chromium laid out for every chart.
@@ -130,3 +134,27 @@ def test_the_report_is_self_contained(report_run):
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert len(re.findall(r'<svg class="chart"', text)) == 7
     assert "Success rate over the history window: 100.0 %" in text
+
+
+def test_an_interrupted_run_is_shown_apart_and_left_out_of_the_success_rate(tmp_path):
+    """History: a success, a run stopped by Ctrl-C (the line the engine writes for it), a
+    failure, then this run: 2 successes of the 3 runs that finished."""
+    data, out = tmp_path / "sales.csv", tmp_path / "out"
+    generate_sales(data, 2_000, seed=3)
+    run_engine(data, out)
+    append_history(out / "run_history.jsonl", history_entry(
+        "stopped-run", dt.datetime.now(dt.timezone.utc), "pandas", 0.5, None, KeyboardInterrupt()))
+    with pytest.raises(InputDataError):
+        run_engine(tmp_path / "missing.csv", out)
+    run_engine(data, out)
+
+    text = (out / "report.html").read_text(encoding="utf-8")
+    history_chart = re.search(r'<svg class="chart"[^>]*aria-label="Duration of recent runs".*?</svg>', text,
+                              re.DOTALL).group(0)
+    assert re.findall(r'<rect class="mark"[^>]*fill="([^"]+)"', history_chart) == [
+        STATUS_COLOURS[status] for status in ("success", "interrupted", "failed", "success")]
+    assert "1 failed, 1 interrupted" in text
+    assert "Success rate over the history window: 66.7 % (interrupted runs left out)" in text
+    assert "<b>67 %</b><span>run success rate</span>" in text
+    [chart] = [c for c in rendered_charts(out / "report.html") if c["label"] == "Duration of recent runs"]
+    assert problems([chart]) == [] and chart["declared"] == 4

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import subprocess
+import sys
+
+import pytest
 
 from conftest import engine_command, run_cli, write_csv
 from terminal import run_in_terminal
@@ -135,3 +139,60 @@ def test_control_characters_are_escaped_in_text_log_lines(tmp_path, capsys):
     written = log_file.read_text() + capsys.readouterr().err
     assert written.count("\n") == 2 and len(written.splitlines()) == 2
     assert "P1\\nFAKE line\\x1b[31m\\x85\\u2028end" in written
+
+
+@pytest.mark.slow  # starts a LocalCluster
+@pytest.mark.parametrize("level", ["ERROR", "INFO"])
+def test_a_local_cluster_logs_at_the_engines_level(tmp_path, level):
+    """dask.distributed configures its loggers when imported (INFO, its own handler): a
+    LocalCluster's scheduler and nanny, which run in the engine's process, still log only
+    what the engine's level lets through, and its INFO chatter not at all below DEBUG."""
+    data = write_csv(tmp_path / "sales.csv", [("2024-01-01", "P1", "10.00", "C1")] * 3)
+    out = tmp_path / "out"
+    done = run_cli("run", str(data), "--output", str(out), "--mode", "distributed", "--workers", "1",
+                   "--log-level", level)
+    assert done.returncode == 0, done.stderr
+    written = (out / "pipeline.log").read_text()
+    for text in (written, done.stderr):
+        assert "distributed." not in text  # "Lost all workers", "please install jupyter-server-proxy", ...
+    if level == "ERROR":
+        assert written == "" and done.stderr == ""
+    else:
+        assert "INFO    engine.backends: dask.distributed: embedded LocalCluster" in written
+
+
+def test_other_libraries_obey_the_level_even_when_imported_first(tmp_path):
+    """distributed imported before logging is set up has given its loggers a stderr
+    handler of its own; the engine's setup routes them through its own handlers."""
+    log_file = tmp_path / "pipeline.log"
+    script = f"""
+import logging
+import distributed  # configures its loggers: INFO, a stderr handler, not propagating
+from pathlib import Path
+from engine.observability.logs import setup_logging
+
+setup_logging("WARNING", Path({str(log_file)!r}), log_format="json")
+logging.getLogger("distributed.scheduler").info("State start")
+logging.getLogger("distributed.scheduler").warning("scheduler trouble at http://u:secret@host")
+logging.getLogger("tornado.application").error("tornado broke")
+logging.getLogger("some.library").info("library detail")
+logging.getLogger("engine.test").info("engine detail")
+logging.getLogger("engine.test").warning("engine warning")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for text in (log_file.read_text(), done.stderr):
+        entries = [json.loads(line) for line in text.splitlines()]  # every line through the engine's handlers
+        assert [(e["logger"], e["message"]) for e in entries] == [
+            ("distributed.scheduler", "scheduler trouble at http://***:***@host"),
+            ("tornado.application", "tornado broke"),
+            ("engine.test", "engine warning")]
+
+
+def test_debug_shows_the_chatter_of_distributed(tmp_path, capsys):
+    import distributed  # noqa: F401 - it gives its loggers their INFO level
+
+    setup_logging("DEBUG", tmp_path / "pipeline.log")
+    logging.getLogger("distributed.scheduler").info("State start")
+    assert "INFO    distributed.scheduler: State start" in (tmp_path / "pipeline.log").read_text()
+    assert "distributed.scheduler: State start" in capsys.readouterr().err

@@ -186,6 +186,17 @@ def test_success_rate_counts_readable_entries_only(tmp_path):
     assert success_rate(entries) == 0.75 and success_rate(entries, window=2) == 1.0
 
 
+def test_interrupted_runs_are_kept_in_the_history_and_left_out_of_the_success_rate(tmp_path):
+    path = tmp_path / "history.jsonl"
+    for status in ("success", "interrupted", "failed", "interrupted", "success", "stopped"):
+        append_history(path, {"status": status})
+    entries = read_history(path)  # an unknown status is not a history entry
+    assert [e["status"] for e in entries] == ["success", "interrupted", "failed", "interrupted", "success"]
+    assert success_rate(entries) == 2 / 3
+    assert success_rate(entries, window=2) == 0.5  # the last two runs that finished: failed, success
+    assert success_rate([{"status": "interrupted"}]) is None
+
+
 _APPENDER = """
 import sys
 from pathlib import Path
@@ -253,11 +264,13 @@ def test_textfile_off(sales_csv, tmp_path):
 
 @pytest.fixture
 def pushgateway(tmp_path):
-    """A real Prometheus Pushgateway on 127.0.0.1 (Debian's prometheus-pushgateway)."""
+    """A real Prometheus Pushgateway on 127.0.0.1 (Debian's prometheus-pushgateway), empty:
+    its own persistence file, not Debian's default one that every earlier test run filled."""
     binary = shutil.which("prometheus-pushgateway")
     assert binary, "prometheus-pushgateway is not installed (make test installs it)"
     port = free_port()
-    process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}",
+                                f"--persistence.file={tmp_path / 'pushgateway.data'}"], stdout=subprocess.DEVNULL,
                                stderr=open(tmp_path / "pushgateway.log", "w"), start_new_session=True)
     try:
         wait_for_port(port, timeout=30)
@@ -295,6 +308,25 @@ def test_runs_push_to_a_real_pushgateway(sales_csv, tmp_path, pushgateway):
     # The failure replaced the status metrics only; the last published run's figures stay.
     assert _value(pushed, "engine_run_rows", stage="raw") == 20_000
     assert _value(pushed, "engine_run_last_success_timestamp_seconds") > 0
+
+
+def test_an_interrupted_run_pushes_its_status_but_no_failure(sales_csv, tmp_path, pushgateway):
+    import datetime as dt
+
+    from engine.observability.run_monitor import RunMonitor
+
+    out = tmp_path / "out"
+    config = load_config(overrides={"metrics.pushgateway": pushgateway, "output": str(out)}, environ={})
+    run_engine(sales_csv, out, **{"metrics.pushgateway": pushgateway})
+    monitor = RunMonitor(config.metrics, out, "interrupted-run", dt.datetime.now(dt.timezone.utc))
+    monitor.failed(KeyboardInterrupt(), "pandas")  # what a run stopped by Ctrl-C reports
+
+    assert [e["status"] for e in read_history(out / "run_history.jsonl")] == ["success", "interrupted"]
+    pushed = _scrape(pushgateway)
+    assert _value(pushed, "engine_run_success") == 0 and _value(pushed, "engine_run_exit_code") == 130
+    assert _value(pushed, "engine_runs_success_ratio") == 1 and _value(pushed, "engine_runs_in_window") == 1
+    assert "engine_run_last_interrupted_timestamp_seconds" in pushed
+    assert "engine_run_last_failure_timestamp_seconds" not in pushed
 
 
 def test_an_unreachable_pushgateway_does_not_fail_the_run(sales_csv, tmp_path, caplog):

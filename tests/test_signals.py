@@ -1,7 +1,9 @@
 """SIGTERM (what `kill`, systemd and Kubernetes send) ends a run like Ctrl-C: the FAIL
 lineage event, the history line, the audit record, the cluster torn down, and exit 143;
 and whichever signal stopped it, the outcome line is the last thing the run prints:
-its LocalCluster's worker processes have exited and logged before it."""
+its LocalCluster's worker processes have exited and logged before it. An interrupted run
+is `interrupted` in the run history, the audit log, the HTML report and the Prometheus
+text file alike, and left out of the success rate."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 import psutil
 import pytest
 
-from conftest import engine_command
+from conftest import engine_command, run_cli, write_csv
 
 STARTED = "engine.backends: dask.distributed:"  # logged once the LocalCluster has its workers
 
@@ -89,7 +91,7 @@ def test_sigterm_ends_a_distributed_run_like_ctrl_c_with_exit_143(tmp_path, dirt
     assert not _alive(workers), f"worker processes outlived the run: {_alive(workers)}"
     assert psutil.wait_procs(workers, timeout=30)[1] == []
     [entry] = [json.loads(line) for line in (out / "run_history.jsonl").read_text().splitlines()]
-    assert entry["status"] == "failed" and entry["exit_code"] == 143 and entry["error_kind"] == "Terminated"
+    assert entry["status"] == "interrupted" and entry["exit_code"] == 143 and entry["error_kind"] == "Terminated"
     [record] = [json.loads(line) for line in audit.read_text().splitlines()]
     assert record["operation"] == "run" and record["outcome"] == "interrupted" and record["exit_code"] == 143
     assert record["run_id"] == entry["run_id"]
@@ -107,3 +109,66 @@ def test_after_ctrl_c_the_outcome_line_comes_after_every_teardown_line(tmp_path,
     assert not _alive(workers), f"worker processes outlived the run: {_alive(workers)}"
     [record] = [json.loads(line) for line in audit.read_text().splitlines()]
     assert record["outcome"] == "interrupted" and record["exit_code"] == 130
+
+
+#: A user node that says it has started, then holds the run until a signal stops it.
+_HOLDING_MODULE = """
+import sys
+import time
+
+import pandas as pd
+
+
+def held(daily_sales_summary: pd.DataFrame) -> dict:
+    print("HOLDING", file=sys.stderr, flush=True)
+    time.sleep(600)
+    return {}
+"""
+
+
+def _interrupt_a_pandas_run(tmp_path, data, out, audit) -> tuple[int, str]:
+    """Start a pandas run held by a user node, send Ctrl-C (SIGINT) once the node says it
+    is holding the run (read from its stderr, no sleep), return (exit status, stderr)."""
+    module = tmp_path / "holding.py"
+    module.write_text(_HOLDING_MODULE)
+    process = subprocess.Popen(
+        engine_command("run", str(data), "--output", str(out), "--mode", "pandas", "--module", str(module)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1", "ENGINE__AUDIT__PATH": str(audit)})
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if line.startswith("HOLDING"):
+                process.send_signal(signal.SIGINT)
+                break
+        lines += process.stderr.readlines()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, "".join(lines)
+
+
+def test_ctrl_c_is_interrupted_everywhere_and_left_out_of_the_success_rate(tmp_path):
+    data = write_csv(tmp_path / "sales.csv", [("2024-05-01", "P1", "10.00", "C1"), ("2024-05-02", "P2", "", "")])
+    out, audit = tmp_path / "out", tmp_path / "audit.jsonl"
+    status, stderr = _interrupt_a_pandas_run(tmp_path, data, out, audit)
+    assert status == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    done = run_cli("run", str(data), "--output", str(out), "--mode", "pandas", env={"ENGINE__AUDIT__PATH": str(audit)})
+    assert done.returncode == 0, done.stderr
+
+    history = [json.loads(line) for line in (out / "run_history.jsonl").read_text().splitlines()]
+    assert [(e["status"], e["exit_code"], e["error_kind"]) for e in history] == [
+        ("interrupted", 130, "KeyboardInterrupt"), ("success", 0, None)]
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["outcome"], r["exit_code"], r["run_id"]) for r in records] == [
+        (e["status"], e["exit_code"], e["run_id"]) for e in history]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "0 failed, 1 interrupted" in report
+    assert "Success rate over the history window: 100.0 % (interrupted runs left out)" in report
+    metrics = {line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+               for line in (out / "metrics.prom").read_text().splitlines() if not line.startswith("#")}
+    assert metrics["engine_runs_success_ratio"] == 1.0 and metrics["engine_runs_in_window"] == 1.0

@@ -10,14 +10,16 @@ alert with fail_on_alert; 5 cluster error; 6 out of memory; 7 lineage events sti
 undelivered after `engine lineage replay`; 8 a backup archive is corrupt, truncated or unsafe;
 1 unexpected error; 130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM, as systemd and Kubernetes
 stop a process: the run ends as after Ctrl-C). Expected errors print one line on stderr; `--debug` adds the
-traceback. That outcome line is the last thing a command prints (the cluster's teardown logs come before it);
-with `--log-format json` it is a JSON object like every other stderr line, with `exit_code`.
+traceback. That outcome line is the last thing a command prints (the cluster's teardown logs come before it),
+and the last line of the log file the command opened (a run's pipeline.log); with `--log-format json` it
+is a JSON object like every other log line, with `exit_code`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -38,14 +40,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine import __version__
+
     parser = _Parser(prog="engine", description="Sales-analytics engine (Hamilton on pandas / Dask).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the engine's version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the pipeline on INPUT")
-    run.add_argument("input", metavar="INPUT", help="a CSV/Parquet file, a quoted glob, or a directory")
+    run.add_argument("input", metavar="INPUT",
+                     help="a CSV/Parquet file, a quoted glob, a directory, or - (CSV on standard input)")
     run.add_argument("--output", help="output directory (default: output)")
-    run.add_argument("--mode", choices=("auto", "pandas", "dask", "distributed"))
+    run.add_argument("--mode", choices=("auto", "pandas", "dask", "distributed"),
+                     help="pandas: in process; dask: local threads; distributed: a LocalCluster or --scheduler; "
+                          "auto (default): pandas for small inputs, dask otherwise, distributed with a scheduler")
     run.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
     run.add_argument("--workers", type=int, help="workers (dask threads, or LocalCluster processes)")
     run.add_argument("--partition-size", metavar="SIZE", help="input bytes per partition, e.g. 64MiB")
@@ -57,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full", action="store_const", const=True, dest="full",
                      help="read every file and rebuild the incremental state (a folder or glob input "
                           "otherwise reads only new and changed files)")
+    run.add_argument("--delimiter", metavar="CHAR",
+                     help="the field delimiter of CSV inputs: one character, or tab (default: ,)")
+    run.add_argument("--columns", metavar="COLUMN=HEADER,...",
+                     help="the header names of columns named otherwise, e.g. date=Date,amount=Total")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
@@ -66,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="NODE", help="run up to this dataflow node, print its result, write nothing")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
 
-    dag = commands.add_parser("dag", help="write the dataflow graph (DOT; SVG/PNG with Graphviz)")
-    dag.add_argument("--output", metavar="FILE", help="a .dot, .svg or .png file (default: DOT on stdout)")
+    dag = commands.add_parser("dag", help="write the dataflow graph (DOT; SVG/PNG/PDF with Graphviz)")
+    dag.add_argument("--output", metavar="FILE", help="a .dot, .svg, .png or .pdf file (default: DOT on stdout)")
     dag.add_argument("--module", action="append", metavar="PATH_OR_MODULE", dest="modules", default=[],
                      help="show a user module's nodes too (as for engine run; repeatable)")
 
@@ -93,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--config", metavar="FILE", help="YAML configuration file")
 
     generate = commands.add_parser("generate", help="write a realistic sample sales dataset")
-    generate.add_argument("output", metavar="OUTPUT", help="CSV path (.gz / .zst to compress)")
-    generate.add_argument("--rows", type=int, required=True)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("output", metavar="OUTPUT",
+                          help="the file: .csv (.csv.gz / .csv.zst compressed) or .parquet")
+    generate.add_argument("--rows", type=int, required=True, metavar="N",
+                          help="how many sales rows to write (dirty ones and duplicates included)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: 0)")
 
     _add_audit_parser(commands)
     _add_backup_parser(commands)
@@ -103,11 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_audit_parser(commands) -> None:
-    audit = commands.add_parser("audit", help="print the audit log (every run, anonymize, backup, restore, prune)")
+    audit = commands.add_parser(
+        "audit", help="print the audit log (every run, anonymize, backup, restore, prune)",
+        description="The audit log is audit.path, by default $XDG_STATE_HOME/sales-engine/audit.jsonl "
+                    "(~/.local/state/sales-engine/audit.jsonl): one log per OS user, holding that user's "
+                    "commands from every folder; --output picks one output folder's runs.")
     audit.add_argument("--operation", help="run, anonymize, backup (all backup operations) or backup.create, ...")
     audit.add_argument("--user", help="OS user name")
     audit.add_argument("--outcome", choices=("success", "failed", "interrupted"))
     audit.add_argument("--run-id", metavar="ID", help="a run id or its beginning")
+    audit.add_argument("--output", metavar="FOLDER", help="only the runs that wrote to this output folder")
     audit.add_argument("--since", metavar="WHEN", help="from this date (YYYY-MM-DD) or ISO time, UTC")
     audit.add_argument("--until", metavar="WHEN", help="before this ISO time, or up to the end of this date, UTC")
     audit.add_argument("--last", type=int, metavar="N", help="only the N most recent matching records")
@@ -149,50 +169,100 @@ def distributed_run_arguments(source: str, scheduler: str, output: str | None = 
 def main(argv: Sequence[str] | None = None) -> int:
     from engine.execution.allocator import return_freed_memory
     from engine.execution.interrupts import terminable
+    from engine.observability.logs import log_files_opened
 
     return_freed_memory()
     owns_process = argv is None  # the `engine` command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     apply_policy(DEFAULT_MODES)  # until a command applies the configured modes
+    outcome = _Outcome(argv, owns_process, log_files_opened())
     with terminable():  # SIGTERM ends a command like Ctrl-C: records written, exit 143
         try:
-            args = build_parser().parse_args(argv)
+            args = _parse_arguments(argv)
             return _COMMANDS[args.command](args)
         except EngineError as error:
             if debug:
                 traceback.print_exc()
-            return _outcome(f"error: {error}", error.exit_code, argv, owns_process=owns_process)
+            return outcome.report(f"error: {error}", error.exit_code)
         except KeyboardInterrupt as error:
             from engine.execution.interrupts import Terminated, exit_code_of_interrupt
 
             text = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
-            return _outcome(text, exit_code_of_interrupt(error), argv, level="WARNING", owns_process=owns_process)
+            return outcome.report(text, exit_code_of_interrupt(error), level="WARNING")
         except Exception as error:  # the last line of defence: report, never crash silently
             if debug:
                 traceback.print_exc()
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            return _outcome(f"unexpected error: {type(error).__name__}: {first_line} "
-                            "(rerun with --debug for the traceback)", UNEXPECTED_EXIT_CODE, argv,
-                            owns_process=owns_process)
+            return outcome.report(f"unexpected error: {type(error).__name__}: {first_line} "
+                                  "(rerun with --debug for the traceback)", UNEXPECTED_EXIT_CODE)
 
 
-def _outcome(message: str, exit_code: int, argv: Sequence[str], level: str = "ERROR",
-             owns_process: bool = False) -> int:
-    """Print the command's outcome line on stderr, last: after the child processes it
-    started (a LocalCluster's workers) have exited and every log line is written, and
-    with logging silenced afterwards (when the command owns the process, stderr itself is
-    closed: a library's exit hook cannot print after it); masked, escaped, and JSON in the
-    JSON log format."""
-    from engine.observability.logs import outcome_line, settle_output, silence_after_outcome
+def _parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line parsed; words no option takes are a usage error, with a hint
+    when they are the files of a glob the shell expanded for `engine run`."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_expanded_glob_hint(args, extra)}")
+    return args
 
-    try:
-        settle_output(timeout=20.0 if owns_process else 60.0, whole_tree=owns_process)
-        line = outcome_line(message, exit_code, _requested_log_format(argv), level=level)
-        print(line, file=sys.stderr, flush=True)
-    finally:
-        silence_after_outcome(close_stderr=owns_process)
-    return exit_code
+
+#: the endings of the files `engine run` reads
+_INPUT_ENDINGS = (".csv", ".txt", ".tsv", ".gz", ".gzip", ".zst", ".zstd", ".parquet", ".pq")
+
+
+def _expanded_glob_hint(args: argparse.Namespace, extra: Sequence[str]) -> str:
+    """For `engine run` given several input files (an unquoted glob the shell expanded):
+    how to quote the glob; empty otherwise."""
+    if args.command != "run" or not all(_looks_like_a_file(word) for word in extra):
+        return ""
+    files = [args.input, *extra]
+    folder = os.path.dirname(args.input)
+    pattern = os.path.join(folder, "*" + _shared_extension(files))
+    return (f" (engine run reads one INPUT; the shell expanded a glob into {len(files)} files: "
+            f"quote the glob, e.g. engine run '{pattern}', or give the folder)")
+
+
+def _looks_like_a_file(word: str) -> bool:
+    return not word.startswith("-") and (os.path.lexists(word) or word.lower().endswith(_INPUT_ENDINGS))
+
+
+def _shared_extension(paths: Sequence[str]) -> str:
+    """The extension every path ends with (`.csv.gz`, `.csv`), or empty."""
+    suffixes = Path(paths[0]).suffixes
+    for extension in ("".join(suffixes[-2:]), "".join(suffixes[-1:])):
+        if extension and all(path.endswith(extension) for path in paths):
+            return extension
+    return ""
+
+
+class _Outcome:
+    """How a command ends when it fails or is interrupted: its outcome line."""
+
+    def __init__(self, argv: Sequence[str], owns_process: bool, log_files_before: int) -> None:
+        self.argv = argv
+        self.owns_process = owns_process  # the `engine` command itself, not a caller in Python
+        self.log_files_before = log_files_before  # log files opened before the command started
+
+    def report(self, message: str, exit_code: int, level: str = "ERROR") -> int:
+        """Print the command's outcome line on stderr, last: after the child processes it
+        started (a LocalCluster's workers) have exited and every log line is written, and
+        with logging silenced afterwards (when the command owns the process, stderr itself is
+        closed: a library's exit hook cannot print after it); masked, escaped, and JSON in the
+        JSON log format. The command's log file (a run's pipeline.log) ends with the same line."""
+        from engine.observability.logs import (end_log_file_with, log_files_opened, outcome_line,
+                                               settle_output, silence_after_outcome)
+
+        try:
+            settle_output(timeout=20.0 if self.owns_process else 60.0, whole_tree=self.owns_process)
+            line = outcome_line(message, exit_code, _requested_log_format(self.argv), level=level)
+            print(line, file=sys.stderr, flush=True)
+            if log_files_opened() > self.log_files_before:
+                end_log_file_with(line)
+        finally:
+            silence_after_outcome(close_stderr=self.owns_process)
+        return exit_code
 
 
 def _requested_log_format(argv: Sequence[str]) -> str | None:
@@ -245,6 +315,8 @@ def _run(args: argparse.Namespace) -> int:
             "partition_size": args.partition_size,
             "malformed_lines": getattr(args, "malformed_lines", None),
             "incremental.full": args.full,
+            "input_layout.delimiter": args.delimiter,
+            "input_layout.columns": args.columns,
             "log_level": "DEBUG" if args.debug else args.log_level,
             "log_format": args.log_format,
             "log_file": args.log_file,
@@ -259,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_until(config, args.until)
     run_id = str(new_run_id())
     output_dir = Path(config.output).resolve()
+    _check_output_folder(output_dir)
     log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
     with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
         entry.details.update(source=config.input, output=str(output_dir))
@@ -277,6 +350,27 @@ def _run(args: argparse.Namespace) -> int:
         entry.details["mode"] = result.mode
         _print_summary(result)
     return 0
+
+
+def _check_output_folder(output_dir: Path) -> None:
+    """A usage error (exit 2) naming the output folder when it cannot be one: it is a
+    file, or a file stands where one of its parent folders would be created."""
+    if output_dir.exists() or output_dir.is_symlink():
+        if not output_dir.is_dir():
+            raise ConfigurationError(f"{output_dir}: cannot use as the output folder: it is a file, not a folder")
+        return
+    blocker = _file_in_the_way(output_dir)
+    if blocker is not None:
+        raise ConfigurationError(f"{output_dir}: cannot create the output folder: {blocker} is a file, not a folder")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing parent of `path` when it is a file, where a folder would have
+    to be created (None: the parent folders are there or can be made)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return None if parent.is_dir() else parent
 
 
 def _print_summary(result) -> None:
@@ -302,13 +396,15 @@ def _run_until(config, node: str) -> int:
     from engine.governance.audit import audited
     from engine.observability.logs import setup_logging
     from engine.observability.progress import RunProgress
+    from engine.sources.layout import layout_of
     from engine.sources.plan import find_files
+    from engine.sources.spool import STANDARD_INPUT
 
     setup_logging(config.log_level, Path(config.log_file).resolve() if config.log_file else None, config.log_format)
     with audited("run.until", config.audit) as entry:
         entry.details.update(source=config.input, node=node)
-        if config.input:
-            entry.hash_inputs([f.path for f in find_files(config.input)])
+        if config.input and config.input != STANDARD_INPUT:  # standard input is read once, by the run
+            entry.hash_inputs([f.path for f in find_files(config.input, layout_of(config))])
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
         try:
             summary = run_until(config, node, adapters=[progress])
@@ -338,7 +434,15 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise ConfigurationError(f"--rows must be at least 1, got {args.rows}")
-    summary = generate_sales(args.output, args.rows, seed=args.seed)
+    blocker = _file_in_the_way(Path(args.output))
+    if blocker is not None:
+        raise ConfigurationError(f"{args.output}: cannot write the file: {blocker} is a file, not a folder")
+    try:
+        summary = generate_sales(args.output, args.rows, seed=args.seed)
+    except ValueError as error:  # an argument generate_sales refuses: a usage error
+        raise ConfigurationError(f"{args.output}: {error}") from None
+    except PermissionError as error:
+        raise ConfigurationError(f"{args.output}: cannot write the file ({error.strerror}: {error.filename})") from None
     _say(f"wrote {summary.rows:,} rows ({summary.bytes_written / 2**20:.1f} MiB) to {summary.path}")
     return 0
 
@@ -405,13 +509,14 @@ def _audit(args: argparse.Namespace) -> int:
 
     from engine.config import load_config
     from engine.governance.audit import audit_path, read_records
-    from engine.governance.audit_table import AuditFilter, parse_moment, render
+    from engine.governance.audit_table import AuditFilter, output_folder, parse_moment, render
 
     config = load_config(args.config)
     if args.last is not None and args.last < 1:
         raise ConfigurationError(f"--last must be at least 1, got {args.last}")
     selection = AuditFilter(
         operation=args.operation, user=args.user, outcome=args.outcome, run_id=args.run_id,
+        output=output_folder(args.output) if args.output else None,
         since=parse_moment(args.since, "--since") if args.since else None,
         until=parse_moment(args.until, "--until", end_of_day=True) if args.until else None,
         last=args.last,

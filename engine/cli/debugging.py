@@ -31,7 +31,10 @@ HEAD_ROWS = 5
 LIST_ITEMS = 5
 #: Columns never shown: the customer id, and the row fingerprint (an unkeyed hash that includes it).
 MASKED_COLUMNS = ("customer_id", "fingerprint")
-RENDERED_FORMATS = {".svg": "svg", ".png": "png"}
+#: the pictures `engine dag --output` renders with Graphviz (`dot -T<format>`), by file ending
+RENDERED_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
+#: the file endings of the graph's DOT text
+DOT_SUFFIXES = (".dot", ".gv")
 
 
 def dataflow_variables(modules: tuple[str, ...] = ()) -> list[Any]:
@@ -210,13 +213,17 @@ def _quote(text: str) -> str:
 
 
 def write_dag(target: Path, modules: tuple[str, ...] = ()) -> tuple[list[Path], str | None]:
-    """Write the dataflow graph to `target`: a .dot file, or for .svg / .png a .dot file
-    beside it and the picture rendered by Graphviz's `dot` when it is installed.
+    """Write the dataflow graph to `target`: a .dot (or .gv) file, or for .svg / .png /
+    .pdf a .dot file beside it and the picture rendered by Graphviz's `dot` when it is
+    installed. Any other name is a ConfigurationError naming the endings there are.
 
     Returns the files written and, when the picture could not be made, a note saying why.
     """
-    dot_text = dataflow_dot(modules=modules)
     suffix = target.suffix.lower()
+    if suffix not in DOT_SUFFIXES and suffix not in RENDERED_FORMATS:
+        raise ConfigurationError(f"{target}: cannot tell which format to write from the name; end it with one of "
+                                 f"{', '.join((*DOT_SUFFIXES, *RENDERED_FORMATS))}")
+    dot_text = dataflow_dot(modules=modules)
     dot_path = target if suffix not in RENDERED_FORMATS else target.with_suffix(".dot")
     write_atomically(dot_path, dot_text.encode("utf-8"))
     if suffix not in RENDERED_FORMATS:

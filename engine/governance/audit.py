@@ -2,9 +2,12 @@
 
 Each line says when (UTC), who (OS user) and where (host), what (operation, run id),
 with what (inputs: path, size, SHA-256), producing what (outputs: path, size, SHA-256),
-and how it ended (outcome, exit code, the error). There is one log per installation:
-`audit.path`, by default `$XDG_STATE_HOME/sales-engine/audit.jsonl`
-(`~/.local/state/sales-engine/audit.jsonl`), readable by its owner only (0600).
+and how it ended (outcome, exit code, the error). The log is `audit.path`, by default
+`$XDG_STATE_HOME/sales-engine/audit.jsonl` (`~/.local/state/sales-engine/audit.jsonl`),
+readable by its owner only (0600). The default is one log per OS user, not per checkout
+or output folder: it records that user's commands from every folder (`engine audit
+--output FOLDER` picks one folder's runs); an installation sets one `audit.path` for its
+service user. A process that starts a new log says where, once, in an INFO line.
 
 Writing: the file is opened with O_APPEND before the operation starts (a log that cannot
 be written stops the operation before it does anything), and each record is one
@@ -43,6 +46,9 @@ log = logging.getLogger("engine.audit")  # the name in log lines, kept from befo
 PRIVATE_DIR_MODE = 0o700
 RECORD_VERSION = 1
 
+#: the new audit logs this process has already named in the log
+_announced: set[Path] = set()
+
 
 def default_audit_path(environ: dict | None = None) -> Path:
     """`$XDG_STATE_HOME/sales-engine/audit.jsonl`, or under `~/.local/state` without it."""
@@ -61,6 +67,7 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._new = False
 
     def open(self) -> AuditLog:
         """Open (and if needed create, 0600) the log; ConfigurationError if it cannot be."""
@@ -68,6 +75,7 @@ class AuditLog:
             make_dirs(self.path.parent, PRIVATE_DIR_MODE)
             # no link followed, a regular file only, 0600 set on the descriptor
             self._fd = open_for_append(self.path, PRIVATE_FILE_MODE, what="the audit log")
+            self._new = os.fstat(self._fd).st_size == 0  # created now, or left empty by a crash
         except OSError as error:
             self.close()
             raise ConfigurationError(f"{self.path}: cannot open the audit log ({error.strerror}); "
@@ -81,11 +89,29 @@ class AuditLog:
         """Append one record as one line: locked, one write, flushed to disk."""
         assert self._fd is not None, "AuditLog.append before open"
         append_line(self._fd, (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8"))
+        if self._new:
+            self._new = False
+            _announce_new_log(self.path)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _announce_new_log(path: Path) -> None:
+    """Say once per process where a log this process started lives, and what it covers:
+    the default log gathers one OS user's commands from every folder, which is not what
+    someone running the engine in one project folder expects."""
+    if path in _announced:
+        return
+    _announced.add(path)
+    if path == default_audit_path():
+        log.info("audit log started at %s: the default for OS user %s, it records this user's runs, anonymize "
+                 "and backup commands from every folder (audit.path or ENGINE__AUDIT__PATH moves it; "
+                 "engine audit --output FOLDER shows one output folder's runs)", path, _os_user())
+    else:
+        log.info("audit log started at %s (audit.path)", path.absolute())
 
 
 def read_records(path: Path) -> list[dict]:

@@ -1,8 +1,9 @@
 """`engine audit`: the audit log as a table, filtered.
 
 Filters combine (all must hold): operation (`backup` matches every `backup.*`), OS user,
-outcome, run id prefix, and a time window (`--since`/`--until`, dates or ISO times,
-UTC). `--last N` keeps the N most recent matching records.
+outcome, run id prefix, output folder (the runs that wrote to it: the default log holds
+every folder's runs of the OS user), and a time window (`--since`/`--until`, dates or
+ISO times, UTC). `--last N` keeps the N most recent matching records.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import ConfigurationError
 
@@ -22,6 +24,8 @@ class AuditFilter:
     user: str | None = None
     outcome: str | None = None
     run_id: str | None = None
+    #: an output folder, absolute and resolved (`output_folder`)
+    output: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     last: int | None = None
@@ -36,6 +40,8 @@ class AuditFilter:
             return False
         if self.run_id and not str(record.get("run_id", "")).startswith(self.run_id):
             return False
+        if self.output and _details(record).get("output") != self.output:
+            return False
         moment = _record_time(record)
         if self.since and (moment is None or moment < self.since):
             return False
@@ -44,6 +50,16 @@ class AuditFilter:
     def apply(self, records: Iterable[dict]) -> list[dict]:
         selected = [r for r in records if self.matches(r)]
         return selected[-self.last:] if self.last else selected
+
+
+def output_folder(text: str) -> str:
+    """The folder `text` names as a run records its output folder: absolute, links resolved."""
+    return str(Path(text).expanduser().resolve())
+
+
+def _details(record: dict) -> dict:
+    details = record.get("details")
+    return details if isinstance(details, dict) else {}
 
 
 def parse_moment(text: str, option: str, end_of_day: bool = False) -> dt.datetime:

@@ -21,15 +21,25 @@ def run_backup_command(args: argparse.Namespace, config: EngineConfig) -> int:
 
 
 def _create(args: argparse.Namespace, config: EngineConfig, directory: Path) -> int:
-    sources = [Path(s) for s in (args.sources or config.backup.sources or (config.output,))]
+    sources, origin = _sources_to_back_up(args, config)
     with audited("backup.create", config.audit) as entry:
         entry.details.update(directory=str(directory.resolve()), compression=config.backup.compression)
-        created = create_backup(directory, sources, config.backup.compression)
+        created = create_backup(directory, sources, config.backup.compression, origin=origin)
         entry.inputs = [source_digest(s) for s in created.manifest["sources"]]
         entry.outputs = [{"path": str(created.path), "size": created.size, "sha256": created.sha256}]
     files = len(created.manifest["files"])
     print(f"wrote {created.path} ({files} files from {', '.join(str(s) for s in sources)}; {human_size(created.size)})")
     return 0
+
+
+def _sources_to_back_up(args: argparse.Namespace, config: EngineConfig) -> tuple[list[Path], str]:
+    """The folders to archive: those named on the command line, else `backup.sources`,
+    else the output folder; and where they were named (for an error about one)."""
+    if args.sources:
+        return [Path(s) for s in args.sources], ""
+    if config.backup.sources:
+        return [Path(s) for s in config.backup.sources], "backup.sources"
+    return [Path(config.output)], "the output folder, as backup.sources is empty"
 
 
 def _list(args: argparse.Namespace, config: EngineConfig, directory: Path) -> int:

@@ -92,9 +92,10 @@ class CreatedBackup:
 
 
 def create_backup(directory: Path, sources: list[Path], compression: str,
-                  now: dt.datetime | None = None) -> CreatedBackup:
-    """Archive `sources` into a new backup in `directory`."""
-    named = _source_names(sources)
+                  now: dt.datetime | None = None, origin: str = "backup.sources") -> CreatedBackup:
+    """Archive `sources` into a new backup in `directory`. `origin` says where the
+    sources were named, for the error about one that is missing ("": the command line)."""
+    named = _source_names(sources, origin)
     make_dirs(directory)
     directory = directory.resolve()
     created = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
@@ -119,12 +120,13 @@ def _create_backup(directory: Path, named: dict[str, Path], compression: str, cr
     return CreatedBackup(target, size, sha, manifest)
 
 
-def _source_names(sources: list[Path]) -> dict[str, Path]:
+def _source_names(sources: list[Path], origin: str) -> dict[str, Path]:
     """Each source folder under its top-level name in the archive (its own name)."""
     named: dict[str, Path] = {}
     for source in sources:
         if not source.is_dir():
-            raise ConfigurationError(f"{source}: cannot back up: not a folder (backup.sources)")
+            problem = "not a folder" if source.exists() else "the folder does not exist"
+            raise ConfigurationError(f"{source}: cannot back up: {problem}" + (f" ({origin})" if origin else ""))
         resolved = source.resolve()
         if resolved.name in named:
             raise ConfigurationError(f"{source}: two backup sources are both named {resolved.name!r}; "

@@ -43,7 +43,9 @@ def render(events: list[dict]) -> str:
         facets = dataset.get("facets", {})
         rows = dataset.get("outputFacets", {}).get("outputStatistics", {}).get("rowCount")
         state = facets.get("lifecycleStateChange", {}).get("lifecycleStateChange", "")
-        lines.append(f"  {_identity(dataset)}  ({rows} rows, {state})")
+        details = [f"{rows:,} rows"] if rows is not None else []
+        details += [state] if state else []
+        lines.append(f"  {_identity(dataset)}" + (f"  ({', '.join(details)})" if details else ""))
         lineage = facets.get("columnLineage", {})
         for column, sources in lineage.get("fields", {}).items():
             lines.append(f"    {column} ← {_sources(sources['inputFields'])}")

@@ -1,8 +1,11 @@
 """The run history: one JSON line per run, successful or not, and the success rate.
 
 Every run that got as far as starting appends one line when it ends: its id, when it
-started and ended, `success` or `failed`, the exit code and the kind of error, how long
-it took, and the rows it read and kept (when it got that far). The file is only ever
+started and ended, `success`, `failed` or `interrupted` (Ctrl-C or SIGTERM: someone
+stopped it, as the audit log says too), the exit code and the kind of error, how long
+it took, and the rows it read and kept (when it got that far). The success rate is the
+share of successes among the runs that ran to an end: an interrupted run neither
+succeeded nor failed, so it is left out. The file is only ever
 appended to (one write of one line, then flush and fsync, under an exclusive lock), so
 concurrent runs sharing a history interleave whole lines; a line that cannot be read
 (a disk that filled mid-write, a hand edit, a missing field) is skipped with a warning
@@ -29,7 +32,8 @@ from engine.files.opening import read_own_text
 
 log = logging.getLogger("engine.history")  # the name in log lines, kept from before the package layout
 
-SUCCESS, FAILED = "success", "failed"
+SUCCESS, FAILED, INTERRUPTED = "success", "failed", "interrupted"
+STATUSES = (SUCCESS, FAILED, INTERRUPTED)
 DEFAULT_NAME = "run_history.jsonl"
 
 
@@ -46,13 +50,21 @@ def history_entry(run_id: str, started_at: dt.datetime, mode: str | None, durati
         "run_id": run_id,
         "started_at": started_at.isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "status": SUCCESS if error is None else FAILED,
+        "status": status_of(error),
         "exit_code": 0 if error is None else exit_code_of(error),
         "error_kind": None if error is None else type(error).__name__,
         "mode": mode,
         "duration_s": round(duration_s, 3),
         "rows": dict(rows) if rows is not None else None,
     }
+
+
+def status_of(error: BaseException | None) -> str:
+    """How a run ended: `success` (no error), `interrupted` (Ctrl-C or SIGTERM stopped it)
+    or `failed`; the same word the audit log's `outcome` uses."""
+    if error is None:
+        return SUCCESS
+    return INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
 
 
 def exit_code_of(error: BaseException) -> int:
@@ -93,8 +105,8 @@ def _problem(entry: Any) -> str | None:
     status, or a field present with a wrong value (`duration_s: null`)."""
     if not isinstance(entry, dict):
         return "not a JSON object"
-    if entry.get("status") not in (SUCCESS, FAILED):
-        return f"status {entry.get('status')!r} is neither {SUCCESS!r} nor {FAILED!r}"
+    if entry.get("status") not in STATUSES:
+        return f"status {entry.get('status')!r} is not one of {', '.join(map(repr, STATUSES))}"
     for field, kinds in _FIELDS.items():
         if field not in entry:
             continue
@@ -142,12 +154,17 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def finished_runs(entries: Iterable[Mapping[str, Any]], window: int | None = None) -> list[Mapping[str, Any]]:
+    """The last `window` runs (all when None) that ran to an end, successful or failed:
+    the runs the success rate is about. Interrupted runs take no place in the window."""
+    finished = [e for e in entries if e["status"] != INTERRUPTED]
+    return finished[-window:] if window is not None else finished
+
+
 def success_rate(entries: Iterable[Mapping[str, Any]], window: int | None = None) -> float | None:
-    """The share of successful runs (0 to 1) among the last `window` entries (all when
-    None); None for an empty history."""
-    entries = list(entries)
-    if window is not None:
-        entries = entries[-window:]
-    if not entries:
+    """The share of successful runs (0 to 1) among the last `window` finished runs (all
+    when None), interrupted runs left out; None when no run has finished."""
+    finished = finished_runs(entries, window)
+    if not finished:
         return None
-    return sum(1 for e in entries if e["status"] == SUCCESS) / len(entries)
+    return sum(1 for e in finished if e["status"] == SUCCESS) / len(finished)

@@ -3,7 +3,8 @@
 One self-contained file (inline CSS and SVG, no script, nothing fetched), written with
 the other outputs of the run: daily sales with their 7-day mean, weekly totals, weekday
 against weekend, the top days, rejected rows by reason, the run's metrics (where the
-time went, CPU, memory) and the recent run history with its success rate.
+time went, CPU, memory) and the recent run history with its success rate (interrupted
+runs shown, but left out of the rate).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 SLOWEST_STEPS = 12
 #: runs shown in the history chart, most recent last
 HISTORY_RUNS = 30
+#: bar colour of each run status in the history chart
+STATUS_COLOURS = {"success": PALETTE["good"], "failed": PALETTE["bad"], "interrupted": "#9aa5b1"}
 
 _STYLE = """
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 0; background: #f4f6f8;
@@ -213,13 +216,15 @@ def _history_section(history: Sequence[Mapping], success_rate: float | None) -> 
     if not recent:
         return _section("Run history", "No run recorded.", "")
     labels = [_short_time(entry["started_at"]) for entry in recent]
-    colours = [PALETTE["good"] if entry["status"] == "success" else PALETTE["bad"] for entry in recent]
+    colours = [STATUS_COLOURS[entry["status"]] for entry in recent]
     chart = bar_chart("Duration of recent runs", labels, [entry["duration_s"] for entry in recent], colours,
                       fmt=lambda v: f"{v:.3g} s", height=220)
-    failed = sum(1 for entry in recent if entry["status"] != "success")
+    failed = sum(1 for entry in recent if entry["status"] == "failed")
+    interrupted = sum(1 for entry in recent if entry["status"] == "interrupted")
     rate = "–" if success_rate is None else f"{success_rate * 100:.1f} %"
-    note = (f"Duration of the last {len(recent)} runs (green: success, red: failed; {failed} failed). "
-            f"Success rate over the history window: {rate}.")
+    note = (f"Duration of the last {len(recent)} runs (green: success, red: failed, grey: interrupted; "
+            f"{failed} failed, {interrupted} interrupted). "
+            f"Success rate over the history window: {rate} (interrupted runs left out).")
     return _section("Run history", escape(note), chart)
 
 

@@ -9,12 +9,16 @@ The console format is `time level logger: message`, the level coloured when stde
 a terminal (and `NO_COLOR` is not set). A live progress line on the terminal
 (engine.observability.progress) is cleared before a log line is written and drawn again after it.
 Log lines never carry row data: customer ids (personal data) appear in no message.
+Other libraries' records go through the same handlers at the engine's level (Dask's
+`distributed.*` INFO chatter only at DEBUG). A command that fails ends its log file with
+its outcome line (`end_log_file_with`), as it ends stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -214,15 +218,27 @@ class AppendOnlyFileHandler(logging.StreamHandler):
 
 _HANDLER_MARK = "_engine_handler"
 
+#: libraries whose INFO records are chatter to an operator (a LocalCluster's scheduler and
+#: nanny announcing every connection, "Lost all workers" at its normal end): their records
+#: are shown from WARNING unless the engine logs at DEBUG
+CHATTY_LIBRARIES = ("distributed", "bokeh", "tornado")
+
+_log_file_handler: logging.Handler | None = None
+_log_files_opened = 0
+
 
 def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format: str = "text") -> None:
     """Log `engine` messages at `level` to stderr and, if given, to `log_file`, in
-    `log_format` (`text` or `json`).
+    `log_format` (`text` or `json`). Other libraries' records go to the same places at
+    the same level (CHATTY_LIBRARIES from WARNING unless `level` is DEBUG), whatever
+    levels and handlers those libraries gave their loggers themselves.
 
     Calling it again replaces the handlers it added before (one run after another in
-    the same process logs to the right file).
+    the same process logs to the right file). A log file that cannot be created there
+    (a file stands where its folder should be, or it is a folder) is a ConfigurationError
+    naming it.
     """
-    global _current_format
+    global _current_format, _log_file_handler, _log_files_opened
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     _current_format = log_format
@@ -233,15 +249,16 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
         for handler in [h for h in owner.handlers if getattr(h, _HANDLER_MARK, False)]:
             owner.removeHandler(handler)
             handler.close()
+    _log_file_handler = None
     console = ConsoleHandler()
     handlers: list[tuple[logging.Handler, bool]] = [(console, _colour_wanted(console.stream))]
     if log_file is not None:
-        from engine.files.permissions import make_dirs
-
-        make_dirs(log_file.parent)
-        handlers.append((AppendOnlyFileHandler(log_file), False))
+        _log_file_handler = _open_log_file(log_file)
+        _log_files_opened += 1
+        handlers.append((_log_file_handler, False))
     for handler, colour in handlers:
         handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(colour=colour))
+        handler.addFilter(_LibraryLevel(logging.getLevelNamesMapping()[level.upper()]))
         handler.addFilter(CredentialMask())
         handler.addFilter(_RunId())
         setattr(handler, _HANDLER_MARK, True)
@@ -250,9 +267,67 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None, log_format:
         # they are masked and, with `json`, every line on stderr is a JSON object.
         root.addHandler(handler)
     logger.propagate = False
+    _route_chatty_libraries_to_root()
     logging.captureWarnings(True)
     # Hamilton logs every failing node with a banner; the engine reports the error itself.
     logging.getLogger("hamilton").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
+
+
+#: the errors of a log file path that cannot hold a file: a file where a folder should be,
+#: a folder where the file should be (a folder that cannot be written is the caller's to
+#: report: for a run, as an output folder that is read-only or not writable)
+_UNUSABLE_PATH = {errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.EISDIR}
+
+
+def _open_log_file(log_file: Path) -> AppendOnlyFileHandler:
+    from engine.errors import ConfigurationError
+    from engine.files.permissions import make_dirs
+
+    try:
+        make_dirs(log_file.parent)
+        return AppendOnlyFileHandler(log_file)
+    except OSError as error:
+        if error.errno not in _UNUSABLE_PATH:
+            raise
+        reason = error.strerror or str(error)
+        if error.filename and Path(error.filename) != log_file:
+            reason += f": {error.filename}"
+        raise ConfigurationError(f"{log_file}: cannot write the log file ({reason})") from None
+
+
+class _LibraryLevel(logging.Filter):
+    """Lets through the engine's own records (its logger's level decides) and other
+    libraries' records at the engine's level or above, from WARNING for CHATTY_LIBRARIES
+    unless the engine logs at DEBUG."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+        self.chatty_level = level if level <= logging.DEBUG else max(level, logging.WARNING)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        top = record.name.partition(".")[0]
+        if top == "engine":
+            return True
+        return record.levelno >= (self.chatty_level if top in CHATTY_LIBRARIES else self.level)
+
+
+def _route_chatty_libraries_to_root() -> None:
+    """dask.distributed, when imported before logging was set up, gives its loggers (and
+    tornado's and bokeh's) a stderr handler of its own and stops them propagating (dask
+    config `logging:`): take those handlers away, so that their records reach the
+    engine's handlers (the log file, the level, masking, JSON) instead."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.partition(".")[0] not in CHATTY_LIBRARIES or not isinstance(logger, logging.Logger):
+            continue
+        for handler in [h for h in logger.handlers if _writes_to_stderr(h)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def _writes_to_stderr(handler: logging.Handler) -> bool:
+    return (type(handler) is logging.StreamHandler
+            and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__))
 
 
 def _colour_wanted(stream: Any) -> bool:
@@ -285,6 +360,30 @@ def outcome_line(message: str, exit_code: int, log_format: str | None = None, le
         entry["exit_code"] = exit_code
         return json_line(entry)
     return escape_controls(mask_credentials(message))
+
+
+def log_files_opened() -> int:
+    """How many log files `setup_logging` has opened in this process so far: a command
+    that notes it when it starts knows afterwards whether the log file in use is its own."""
+    return _log_files_opened
+
+
+def end_log_file_with(line: str) -> None:
+    """Append a command's outcome line (as printed on stderr, by `outcome_line`) to the
+    log file `setup_logging` opened, so the file says how the run ended; nothing when no
+    log file is open."""
+    handler = _log_file_handler
+    if handler is None:
+        return
+    handler.acquire()
+    try:
+        if handler.stream is not None:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+    except (OSError, ValueError):  # a log file that cannot take the line must not hide the outcome
+        pass
+    finally:
+        handler.release()
 
 
 def settle_output(timeout: float = 60.0, whole_tree: bool = False) -> None:

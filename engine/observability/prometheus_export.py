@@ -2,9 +2,11 @@
 
 A run that publishes its outputs writes its metrics as a text file for node-exporter's
 textfile collector and, when a Pushgateway is configured, pushes them there. A run that
-fails before publishing pushes only its status: the text file, like every output,
-keeps the last published run's figures (alert on
-`engine_run_last_success_timestamp_seconds` growing old). Every metric carries a
+fails before publishing, or is interrupted, pushes only its status: the text file, like
+every output, keeps the last published run's figures (alert on
+`engine_run_last_success_timestamp_seconds` growing old). An interrupted run (Ctrl-C,
+SIGTERM) is not a failure: it sets `engine_run_last_interrupted_timestamp_seconds`, never
+the last failure's time, and is left out of the success ratio. Every metric carries a
 `pipeline` label (the configured job name). Pushes add to the job's group (POST), so
 metrics of the same name are replaced and the others kept. A Pushgateway that is down
 or slow never fails a run: the push is given up with a warning.
@@ -99,23 +101,29 @@ def run_registry(report: Mapping[str, Any], rejected_by_reason: Mapping[str, int
 
 
 def failure_registry(exit_code: int, success_ratio: float | None, runs_in_window: int,
-                     pipeline: str) -> CollectorRegistry:
-    """The status metrics of a run that failed before publishing."""
+                     pipeline: str, interrupted: bool = False) -> CollectorRegistry:
+    """The status metrics of a run that failed before publishing, or was `interrupted`."""
     m = _Metrics(pipeline)
     now = time.time()
     _status(m, False, exit_code, now, success_ratio, runs_in_window)
-    m.set("engine_run_last_failure_timestamp_seconds", "End of the last failed run (Unix time).", now)
+    if interrupted:
+        m.set("engine_run_last_interrupted_timestamp_seconds",
+              "End of the last interrupted run (Ctrl-C or SIGTERM; Unix time).", now)
+    else:
+        m.set("engine_run_last_failure_timestamp_seconds", "End of the last failed run (Unix time).", now)
     return m.registry
 
 
 def _status(m: _Metrics, success: bool, exit_code: int, now: float, success_ratio: float | None,
             runs_in_window: int) -> None:
-    m.set("engine_run_success", "1 if the last run succeeded, 0 if it failed.", 1 if success else 0)
+    m.set("engine_run_success", "1 if the last run succeeded, 0 if it failed or was interrupted.",
+          1 if success else 0)
     m.set("engine_run_exit_code", "Exit code of the last run.", exit_code)
     m.set("engine_run_timestamp_seconds", "End of the last run (Unix time).", now)
-    m.set("engine_runs_success_ratio", "Share of successful runs in the run history window (0 to 1).",
+    m.set("engine_runs_success_ratio",
+          "Share of successful runs in the run history window (0 to 1; interrupted runs left out).",
           success_ratio)
-    m.set("engine_runs_in_window", "Runs in the history window the success ratio is computed over.",
+    m.set("engine_runs_in_window", "Finished runs in the history window the success ratio is computed over.",
           runs_in_window)
 
 

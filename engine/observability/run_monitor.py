@@ -4,9 +4,12 @@ report.
 
 The report and the text file (when it lives in the output directory) are staged with
 the other outputs, so they appear atomically and a failed run leaves the previous ones
-in place. The history line is appended when the run ends, failed runs included, and a
-failed run pushes its status to the Pushgateway. None of this can fail a run or hide
-its error: a history or export that cannot be written is logged as a warning.
+in place. The history line is appended when the run ends, failed and interrupted runs
+included, and a run that failed or was interrupted pushes its status to the Pushgateway.
+The success rate (report, text file, Pushgateway) is over the last
+`metrics.success_rate_window` runs that ran to an end: interrupted runs are left out.
+None of this can fail a run or hide its error: a history or export that cannot be
+written is logged as a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 
 from engine.config import MetricsConfig
 from engine.errors import QualityAlertError
-from engine.observability.history import append_history, history_entry, history_path, read_history, success_rate
+from engine.observability.history import (INTERRUPTED, append_history, finished_runs, history_entry, history_path,
+                                          read_history, success_rate)
 from engine.observability.html_report import render_report
 from engine.observability.prometheus_export import (exposition, failure_registry, push, run_registry,
                                                     textfile_path, write_textfile)
@@ -57,7 +61,7 @@ class RunMonitor:
         this_run = history_entry(self.run_id, self.started_at, self.mode, time.perf_counter() - self._clock,
                                  self.rows, error)
         history = [*self._read_history(), this_run]
-        window = history[-self.settings.success_rate_window:]
+        window = finished_runs(history, self.settings.success_rate_window)
         rate = success_rate(window)
         if self.settings.html_report:
             staged.path(REPORT_NAME).write_text(render_report(results, report, history, rate), encoding="utf-8")
@@ -72,16 +76,17 @@ class RunMonitor:
         self._export_published_run()
 
     def failed(self, error: BaseException, mode: str | None = None) -> None:
-        """The run (in `mode`, when it got as far as choosing one) ended with `error`: its
-        history line and, when configured, a push of its status (of all its metrics when
-        it had published, as a data-quality failure does)."""
+        """The run (in `mode`, when it got as far as choosing one) ended with `error`, or
+        was interrupted: its history line and, when configured, a push of its status (of
+        all its metrics when it had published, as a data-quality failure does)."""
         self.mode = self.mode or mode
         entry = self._append(error)
         if isinstance(error, QualityAlertError) and self._registry is not None:
             self._export_published_run()
         elif self.settings.pushgateway and entry is not None:
-            window = self._read_history()[-self.settings.success_rate_window:]
-            registry = failure_registry(entry["exit_code"], success_rate(window), len(window), self.settings.job)
+            window = finished_runs(self._read_history(), self.settings.success_rate_window)
+            registry = failure_registry(entry["exit_code"], success_rate(window), len(window), self.settings.job,
+                                        interrupted=entry["status"] == INTERRUPTED)
             push(registry, self.settings.pushgateway, self.settings.job, self.settings.push_timeout)
 
     def _export_published_run(self) -> None:

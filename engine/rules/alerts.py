@@ -3,7 +3,9 @@
 An alert is a plain dict (`name`, `severity`, `value`, `threshold`, `message`, and for
 the day-level checks `details`) so it can be published in `data_quality_metrics.json`
 as it is. SPEC §4's two checks are on by default; the others are off until a threshold
-is configured (docs/semantics.md).
+is configured (docs/semantics.md). `high_null_count` counts the missing cells of the
+required columns only: an empty `customer_id` is allowed, so it is not a data-quality
+problem.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from engine.rules import exact
+from engine.rules.validation import REQUIRED_COLUMNS
 
 #: Dates named in an alert's message (all of them are in its details).
 _DATES_IN_MESSAGE = 5
@@ -24,6 +27,7 @@ class AlertThresholds:
     """The configured limits; a value above a limit raises its alert. None: no check."""
 
     max_data_loss_rate: float | None = 10.0
+    #: missing cells in the required columns (date, product_id, amount)
     max_null_count: int | None = 100
     #: percent of raw records that exactly repeat an earlier one
     max_duplicate_rate: float | None = None
@@ -47,7 +51,8 @@ def evaluate_alerts(metrics: dict, thresholds: AlertThresholds, days: list[DayTo
     alerts = []
     checks = (
         ("high_data_loss_rate", metrics["data_loss_rate"], thresholds.max_data_loss_rate, "% of raw rows rejected"),
-        ("high_null_count", metrics["null_count"], thresholds.max_null_count, " missing cells"),
+        ("high_null_count", required_missing_cells(metrics), thresholds.max_null_count,
+         f" missing cells in the required columns ({_by_column(metrics, REQUIRED_COLUMNS)})"),
         ("high_duplicate_rate", _duplicate_rate(metrics), thresholds.max_duplicate_rate,
          "% of raw rows repeat an earlier row"),
     )
@@ -76,6 +81,17 @@ def evaluate_alerts(metrics: dict, thresholds: AlertThresholds, days: list[DayTo
                           "total_amount_ma7": exact.money(day.moving_mean_cents),
                           "deviation_percent": exact.ratio(deviation)} for day, deviation in outliers]))
     return alerts
+
+
+def required_missing_cells(metrics: dict) -> int:
+    """Missing cells in the columns every sale must have (date, product_id, amount): the
+    figure `high_null_count` watches. The optional customer_id may be empty, so its empty
+    cells stay in `null_count` and `null_count_by_column` but raise no alert."""
+    return sum(metrics["null_count_by_column"][column] for column in REQUIRED_COLUMNS)
+
+
+def _by_column(metrics: dict, columns: tuple[str, ...]) -> str:
+    return ", ".join(f"{column} {metrics['null_count_by_column'][column]}" for column in columns)
 
 
 def _alert(name: str, value, threshold, message: str, details: list | None = None) -> dict:

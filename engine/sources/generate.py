@@ -1,9 +1,12 @@
-"""Synthetic sales transactions: a realistic, seeded, reproducible CSV for demos, tests
-and benchmarks.
+"""Synthetic sales transactions: a realistic, seeded, reproducible CSV (or Parquet) file
+for demos, tests and benchmarks.
 
 The file has the engine's input columns (SPEC.md §2), ``date,product_id,amount,customer_id``,
 with a header row, ``\\n`` line ends, UTF-8, and is quoted only where a cell needs it (a
-comma or a quote inside, or a whitespace-only cell, so it survives any reader).
+comma or a quote inside, or a whitespace-only cell, so it survives any reader). Its name
+says its form (``OUTPUT_FORMATS``): ``.csv``, compressed ``.csv.gz`` / ``.csv.zst``, or
+``.parquet``: the same cells as text columns (an empty cell is null), one row group per
+block of rows.
 
 What the data looks like:
 
@@ -50,10 +53,20 @@ import pyarrow.compute as pc
 
 from engine.files.atomic import atomic_file
 
-__all__ = ["GeneratedSummary", "generate_sales", "DIRT_KINDS", "ODDITY_KINDS", "HEADER"]
+__all__ = ["GeneratedSummary", "generate_sales", "output_format", "OUTPUT_FORMATS", "DIRT_KINDS", "ODDITY_KINDS",
+           "HEADER"]
 
 RAW_COLUMNS = ("date", "product_id", "amount", "customer_id")
 HEADER = (",".join(RAW_COLUMNS) + "\n").encode()
+
+#: The file name endings `generate_sales` writes: the format and the compression of each.
+OUTPUT_FORMATS = {
+    ".csv": ("csv", None),
+    ".csv.gz": ("csv", "gzip"),
+    ".csv.zst": ("csv", "zstd"),
+    ".csv.zstd": ("csv", "zstd"),
+    ".parquet": ("parquet", None),
+}
 
 #: Rows drawn from one random stream. Fixed, so the output never depends on `chunk_rows`.
 _BLOCK_ROWS = 1 << 16
@@ -614,9 +627,37 @@ def _write_in_background(sink: BinaryIO, chunks: Iterator[list[memoryview]]) -> 
         raise failures[0]
 
 
-def _compression(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    return {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}.get(suffix)
+def output_format(path: str | Path) -> tuple[str, str | None]:
+    """The format ("csv" or "parquet") and compression its name gives a generated file;
+    ValueError naming the endings there are for any other name."""
+    name = Path(path).name.lower()
+    for ending in sorted(OUTPUT_FORMATS, key=len, reverse=True):
+        if name.endswith(ending) and len(name) > len(ending):
+            return OUTPUT_FORMATS[ending]
+    raise ValueError(f"cannot tell which format to write from the name; end it with one of "
+                     f"{', '.join(OUTPUT_FORMATS)}")
+
+
+def _write_parquet(raw: BinaryIO, spec: _Spec, catalog: _Catalog) -> None:
+    """The rows as Parquet: text columns holding each cell as a CSV reader reads it (an
+    empty cell is null), one row group per block of rows, so the file never depends on
+    `chunk_rows` either."""
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
+    with pq.ParquetWriter(raw, schema) as writer:
+        for block in range((spec.rows - 1) // _BLOCK_ROWS + 1):
+            writer.write_table(_cells(_block_lines(spec, catalog, block), schema))
+
+
+def _cells(lines: pa.Array, schema: pa.Schema) -> pa.Table:
+    """The CSV lines of a block read back as a table of text cells."""
+    import pyarrow.csv as pa_csv
+
+    options = pa_csv.ConvertOptions(column_types=schema, strings_can_be_null=True, null_values=[""],
+                                    quoted_strings_can_be_null=False)
+    text = pa.BufferReader(HEADER + bytes(_text_bytes(lines)))
+    return pa_csv.read_csv(text, read_options=pa_csv.ReadOptions(use_threads=False), convert_options=options)
 
 
 @contextmanager
@@ -647,10 +688,11 @@ def generate_sales(
     duplicate_rate: float = 0.01,
     chunk_rows: int = 1_000_000,
 ) -> GeneratedSummary:
-    """Write `rows` synthetic sales transactions to `output` as CSV and say what was written.
+    """Write `rows` synthetic sales transactions to `output` and say what was written.
 
-    `output` ending in `.gz` is gzip-compressed, `.zst` (or `.zstd`) zstandard-compressed,
-    anything else plain text; missing parent directories are created. The data cover `days`
+    `output` ending in `.csv` is CSV text, `.csv.gz` gzip-compressed, `.csv.zst` (or
+    `.csv.zstd`) zstandard-compressed, `.parquet` Parquet (OUTPUT_FORMATS; any other name
+    is a ValueError); missing parent directories are created. The data cover `days`
     days from `start` (YYYY-MM-DD), `products` products and `customers` customers; about
     `dirt` of the rows break one cleaning rule each (every reject reason occurs) and about
     `duplicate_rate` of them repeat an earlier row exactly. The same arguments always give
@@ -664,10 +706,15 @@ def generate_sales(
     target = Path(output)
     if target.is_dir():
         raise ValueError(f"output {target} is a directory, expected a file path")
+    form, compression = output_format(target)
     catalog = _build_catalog(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     # all or nothing; the file gets the usual permissions (0666 minus the umask)
-    with atomic_file(target, 0o666, umask=True) as raw, _compressed(raw, _compression(target)) as sink:
-        sink.write(HEADER)
-        _write_in_background(sink, _chunks(spec, catalog))
+    with atomic_file(target, 0o666, umask=True) as raw:
+        if form == "parquet":
+            _write_parquet(raw, spec, catalog)
+        else:
+            with _compressed(raw, compression) as sink:
+                sink.write(HEADER)
+                _write_in_background(sink, _chunks(spec, catalog))
     return GeneratedSummary(path=target, rows=spec.rows, bytes_written=target.stat().st_size, seed=spec.seed)
