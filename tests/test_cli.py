@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
-from conftest import PUBLISHED_FILES, run_cli, write_csv
+from conftest import PUBLISHED_FILES, engine_command, run_cli, write_csv
 
 
 def test_generate_then_run_auto(tmp_path):
@@ -154,3 +156,18 @@ def test_lineage_show_gives_row_counts_only_where_there_are_some(tmp_path):
     assert "None" not in done.stdout
     assert f"file:{out.resolve()}/data_quality_metrics.json  (CREATE)" in done.stdout
     assert f"file:{out.resolve()}/daily_sales_summary.csv  (2 rows, CREATE)" in done.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """`engine lineage show | head` as `yes | head`: exit 141 (SIGPIPE), nothing on stderr.
+    The pipe's reading end is closed before the command starts, so its first write fails."""
+    data = write_csv(tmp_path / "in.csv", [("2024-01-01", "P1", "1.00", "C1")])
+    assert run_cli("run", str(data), "--output", str(tmp_path / "out")).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(engine_command("lineage", "show", "--output", str(tmp_path / "out")), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""

@@ -288,3 +288,16 @@ def test_a_full_or_read_only_output_is_a_clear_error_and_keeps_the_previous_outp
         assert published_bytes(output) == expected["A"]
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error_from_python_too(tmp_path):
+    from engine.errors import ConfigurationError
+
+    data = write_csv(tmp_path / "in.csv", ROWS_A)
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("keep me\n")
+    with pytest.raises(ConfigurationError, match="cannot use as the output folder: it is a file"):
+        run_engine(data, a_file)
+    with pytest.raises(ConfigurationError, match=f"{a_file} is a file, not a folder"):
+        run_engine(data, a_file / "out")
+    assert a_file.read_text() == "keep me\n"

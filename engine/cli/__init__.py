@@ -166,6 +166,17 @@ def distributed_run_arguments(source: str, scheduler: str, output: str | None = 
     return arguments
 
 
+#: a command whose standard output was closed by its reader ends as one killed by SIGPIPE
+BROKEN_PIPE_EXIT_CODE = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises nothing more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from engine.execution.allocator import return_freed_memory
     from engine.execution.interrupts import terminable
@@ -190,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             text = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
             return outcome.report(text, exit_code_of_interrupt(error), level="WARNING")
+        except BrokenPipeError:  # stdout's reader is gone (`engine lineage show | head`): as `yes | head`
+            _silence_stdout()
+            return BROKEN_PIPE_EXIT_CODE
         except Exception as error:  # the last line of defence: report, never crash silently
             if debug:
                 traceback.print_exc()
@@ -303,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
     from engine.governance.audit import RunAuditHook, audited, describe_files
     from engine.observability.logs import bound_run_id, setup_logging
     from engine.observability.progress import RunProgress
-    from engine.outputs.publication import output_errors
+    from engine.outputs.publication import check_output_folder, output_errors
     from engine.run import run_pipeline
 
     config = load_config(
@@ -331,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_until(config, args.until)
     run_id = str(new_run_id())
     output_dir = Path(config.output).resolve()
-    _check_output_folder(output_dir)
+    check_output_folder(output_dir)
     log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
     with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
         entry.details.update(source=config.input, output=str(output_dir))
@@ -352,25 +366,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output_folder(output_dir: Path) -> None:
-    """A usage error (exit 2) naming the output folder when it cannot be one: it is a
-    file, or a file stands where one of its parent folders would be created."""
-    if output_dir.exists() or output_dir.is_symlink():
-        if not output_dir.is_dir():
-            raise ConfigurationError(f"{output_dir}: cannot use as the output folder: it is a file, not a folder")
-        return
-    blocker = _file_in_the_way(output_dir)
-    if blocker is not None:
-        raise ConfigurationError(f"{output_dir}: cannot create the output folder: {blocker} is a file, not a folder")
-
-
-def _file_in_the_way(path: Path) -> Path | None:
-    """The nearest existing parent of `path` when it is a file, where a folder would have
-    to be created (None: the parent folders are there or can be made)."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return None if parent.is_dir() else parent
 
 
 def _print_summary(result) -> None:
@@ -430,11 +425,12 @@ def _dag(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from engine.outputs.publication import file_in_the_way
     from engine.sources.generate import generate_sales
 
     if args.rows < 1:
         raise ConfigurationError(f"--rows must be at least 1, got {args.rows}")
-    blocker = _file_in_the_way(Path(args.output))
+    blocker = file_in_the_way(Path(args.output))
     if blocker is not None:
         raise ConfigurationError(f"{args.output}: cannot write the file: {blocker} is a file, not a folder")
     try:

@@ -271,6 +271,7 @@ def pinned_published_run(output_dir: Path) -> Iterator[Path | None]:
 def output_lock(output_dir: Path, run_id: str) -> Iterator[None]:
     """Hold `<output>/.lock` exclusively for a run; OutputBusyError naming the holder if
     another run holds it. The lock is released when the process ends, however it ends."""
+    check_output_folder(output_dir)
     with output_errors(output_dir):
         permissions.make_dirs(output_dir)
         descriptor = open_lock_file(output_dir / LOCK_NAME, what="the output folder's lock")
@@ -320,6 +321,27 @@ def translated_os_error(error: OSError, output_dir: Path) -> EngineError | None:
         return ConfigurationError(f"{path}: cannot write the run's outputs: {reason} (the output folder is "
                                   "read-only or not writable; the previous outputs are unchanged)")
     return None
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """A usage error (exit 2) naming the output folder when it cannot be one: it is a
+    file, or a file stands where one of its parent folders would be created."""
+    if output_dir.exists() or output_dir.is_symlink():
+        if not output_dir.is_dir():
+            raise ConfigurationError(f"{output_dir}: cannot use as the output folder: it is a file, not a folder")
+        return
+    blocker = file_in_the_way(output_dir)
+    if blocker is not None:
+        raise ConfigurationError(f"{output_dir}: cannot create the output folder: {blocker} is a file, not a folder")
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing parent of `path` when it is a file, where a folder would have
+    to be created (None: the parent folders are there or can be made)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return None if parent.is_dir() else parent
 
 
 @contextmanager
