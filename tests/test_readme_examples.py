@@ -43,12 +43,14 @@ EXAMPLE_ARCHIVE = "backup-20260301T023000Z.tar.gz"
 
 
 def readme_commands() -> list[str]:
-    """The `.venv/bin/engine` lines of the README's sh blocks, comments removed, in order."""
+    """The `.venv/bin/engine` lines of the README's sh blocks (also as the end of a pipe),
+    comments removed, in order."""
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL):
         for line in block.splitlines():
             command = re.sub(r"\s+#.*$", "", line).strip()
-            if command.startswith(".venv/bin/engine ") and command not in SKIPPED:
+            runs_engine = command.startswith(".venv/bin/engine ") or " | .venv/bin/engine " in command
+            if runs_engine and command not in SKIPPED:
                 commands.append(command.replace(" [--all]", ""))
     return commands
 
@@ -95,3 +97,20 @@ def test_the_readme_commands_run_as_written(tmp_path):
         if " backup list" in command:
             archive = done.stdout.split()[-1]
     assert (tmp_path / "restored" / "data" / "sales.csv").read_bytes() == (tmp_path / "data" / "sales.csv").read_bytes()
+
+
+def _planned_commands(target: str, tmp_path: Path) -> list[str]:
+    """The commands `make TARGET` would run on a fresh clone (`make -n` in a copy of the
+    Makefile and pyproject.toml, with no .venv yet)."""
+    for name in ("Makefile", "pyproject.toml"):
+        (tmp_path / name).write_bytes((REPOSITORY / name).read_bytes())
+    done = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_make_demo_installs_the_runtime_only_and_make_test_adds_the_dev_extra(tmp_path):
+    demo = [line for line in _planned_commands("demo", tmp_path) if "pip install" in line]
+    assert demo and all(line.endswith("install --quiet -e .") or "--upgrade pip" in line for line in demo)
+    test = [line for line in _planned_commands("test", tmp_path) if "pip install" in line]
+    assert any(line.endswith("-e '.[dev]'") for line in test)
