@@ -360,5 +360,6 @@ def test_bad_metrics_configuration_is_one_line_exit_2(sales_csv, tmp_path):
     done = run_cli("run", str(sales_csv), "--output", str(tmp_path / "out"),
                    env={"ENGINE__METRICS__PUSH_TIMEOUT": "0"})
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: configuration: metrics.push_timeout: must be more than 0 seconds, got 0.0"
+    assert done.stderr.strip() == ("error: environment variable ENGINE__METRICS__PUSH_TIMEOUT: metrics.push_timeout: "
+                                   "must be more than 0 seconds, got 0.0")
     assert not (tmp_path / "out").exists()
