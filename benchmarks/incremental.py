@@ -31,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from proctree import compile_engine_bytecode, measure  # noqa: E402
+from run import git_revision  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DAYS = 365
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = daily_files(args.rows, args.seed, args.data)
     results = {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "days": DAYS, "rows_per_file": args.rows, "runs": [], "same_bytes": None}
+               "git": git_revision(), "days": DAYS, "rows_per_file": args.rows, "runs": [], "same_bytes": None}
     compile_engine_bytecode()
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as tmp:
         work = Path(tmp)

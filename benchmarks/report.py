@@ -312,7 +312,9 @@ def _incremental_section(incremental: dict) -> list[str]:
              f"{incremental['rows_per_file']:,} rows, then day {files} added ({rows:,} rows in all). `full` "
              "is `engine run DAYS --full` (reads every file); `incremental` is `engine run DAYS` over the "
              f"{incremental['days']}-day state (reads the new day, reuses the rest). "
-             f"Rounds: {len(rounds)}; outputs byte-identical: {'yes' if incremental['same_bytes'] else '**no**'}.", "",
+             f"Rounds: {len(rounds)}; outputs byte-identical: {'yes' if incremental['same_bytes'] else '**no**'}. "
+             f"Measured {incremental['started_at'][:10]} at revision "
+             f"{((incremental.get('git') or {}).get('commit') or 'unknown')[:7]}.", "",
              "| run | wall s (median) | CPU s (median) | peak MiB (median) | files read / reused | state MiB |",
              "|---|---:|---:|---:|---|---:|"]
     for kind, done in by_kind.items():
