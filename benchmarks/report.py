@@ -328,7 +328,7 @@ def _incremental_section(incremental: dict) -> list[str]:
                      f"| {last.get('files_read', '–')} / {last.get('files_reused', '–')} "
                      f"| {_num((last.get('state_bytes') or 0) / 2**20, 1)} |")
     ok = None if ratio is None else ratio <= INCREMENTAL_TARGET
-    lines += ["", f"Incremental wall time over the full run's (paired median): **{_num(ratio)}** "
+    lines += ["", f"Incremental wall time over the full run's (paired median): **{_num(ratio, 3)}** "
               f"(target ≤ {INCREMENTAL_TARGET:g}: {_met(ok)}).", ""]
     return lines
 
