@@ -124,10 +124,41 @@ class LineageConfig:
     timeout: float = 5.0
     #: also emit a RUNNING event as each dataflow node finishes
     node_events: bool = False
+    #: the time an orchestrator scheduled the run for, ISO 8601 with a UTC offset: START or
+    #: START/END (`engine run --nominal-time`); unset: the events carry no nominal time
+    nominal_time: str | None = None
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ConfigurationError(f"timeout: must be more than 0 seconds, got {self.timeout}")
+        if self.nominal_time is not None:
+            self.nominal_times()
+
+    def nominal_times(self) -> tuple[Any, Any] | None:
+        """The scheduled start and end as datetimes (end None when not given), or None
+        when the run is not scheduled."""
+        if self.nominal_time is None:
+            return None
+        start, slash, end = self.nominal_time.partition("/")
+        times = (self._nominal(start), self._nominal(end) if slash else None)
+        if times[1] is not None and times[1] < times[0]:
+            raise ConfigurationError(f"nominal_time: {self.nominal_time!r} ends before it starts "
+                                     "(engine run --nominal-time START/END)")
+        return times
+
+    def _nominal(self, text: str) -> Any:
+        """One ISO 8601 time of `nominal_time`; it must say its UTC offset."""
+        import datetime as dt
+
+        usage = ("(ISO 8601 with a UTC offset, START or START/END, e.g. 2024-05-01T02:00:00Z; "
+                 "engine run --nominal-time)")
+        try:
+            moment = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ConfigurationError(f"nominal_time: {self.nominal_time!r} is not a time {usage}") from None
+        if moment.tzinfo is None:
+            raise ConfigurationError(f"nominal_time: {self.nominal_time!r} has no UTC offset {usage}")
+        return moment
 
 
 @dataclass(frozen=True)

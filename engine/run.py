@@ -216,7 +216,8 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
 
 def _run_locked(config: EngineConfig, adapters: Sequence[Any], run_id: str, output_dir: Path) -> RunResult:
     context = RunContext(run_id=run_id, namespace=config.lineage.namespace, job_name=config.lineage.job_name,
-                         started_at=dt.datetime.now(dt.timezone.utc), source=config.input)
+                         started_at=dt.datetime.now(dt.timezone.utc), source=config.input,
+                         nominal_time=config.lineage.nominal_time)
     recorder = _lineage_recorder(config, context, output_dir)
     monitor = RunMonitor(config.metrics, output_dir, run_id, context.started_at)
     try:

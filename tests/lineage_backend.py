@@ -10,7 +10,10 @@ Misbehaviours for failure tests:
 
 * ``fail_first=N``  answer HTTP 500 to the first N POSTs, then recover;
 * ``failing``       answer HTTP 500 to every POST while True (settable at runtime);
-* ``delay=seconds`` sleep before answering any POST (a slow backend).
+* ``delay=seconds`` sleep before answering any POST (a slow backend);
+* ``refuse=status``  answer that status (e.g. 422, 429) with ``refusal_body`` to every
+  event ``refuse_when(event)`` holds for (default: every event), storing it in
+  ``refused`` instead of ``events`` (a backend refusing what it does not accept).
 
 Usage::
 
@@ -53,6 +56,9 @@ class LineageBackend:
         delay: float = 0.0,
         validate: bool = True,
         reject_invalid: bool = False,
+        refuse: int | None = None,
+        refusal_body: str = '{"detail": "refused"}',
+        refuse_when=None,
     ) -> None:
         """Configure (not start) the backend.
 
@@ -65,8 +71,12 @@ class LineageBackend:
         self.delay = delay
         self.validating = validate and spec_available()
         self.reject_invalid = reject_invalid
+        self.refuse = refuse
+        self.refusal_body = refusal_body
+        self.refuse_when = refuse_when or (lambda event: True)
         self._lock = threading.Condition()
         self._events: list[dict[str, Any]] = []
+        self._refused: list[dict[str, Any]] = []
         self._validation_errors: list[str] = []
         self._requests = 0
         self._server: _Server | None = None
@@ -138,6 +148,12 @@ class LineageBackend:
             return self._requests
 
     @property
+    def refused(self) -> list[dict[str, Any]]:
+        """A copy of the events answered with the `refuse` status, in arrival order."""
+        with self._lock:
+            return list(self._refused)
+
+    @property
     def validation_errors(self) -> list[str]:
         """Schema violations found in received events (one message per bad event)."""
         with self._lock:
@@ -190,6 +206,14 @@ class LineageBackend:
             return f"validator crashed: {type(error).__name__}: {error}"
         return None
 
+    def _refusal(self, event: Any) -> int | None:
+        """The status to refuse `event` with, or None to take it (the refused one is kept)."""
+        if self.refuse is None or not self.refuse_when(event):
+            return None
+        with self._lock:
+            self._refused.append(event)
+        return self.refuse
+
     def _receive(self, event: Any) -> HTTPStatus:
         """Validate and store one decoded event; the status to answer."""
         error = self._validate(event)
@@ -239,6 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, EOFError, ValueError):  # bad gzip, bad UTF-8 or bad JSON
             self._answer(HTTPStatus.BAD_REQUEST)
             return
+        refusal = backend._refusal(event)
+        if refusal is not None:
+            self._answer(refusal, backend.refusal_body.encode("utf-8"))
+            return
         self._answer(backend._receive(event))
 
     def _read_body(self) -> bytes:
@@ -264,10 +292,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         return body.decode("utf-8")
 
-    def _answer(self, status: HTTPStatus) -> None:
+    def _answer(self, status: int, body: bytes = b"") -> None:
         self.send_response(status)
-        self.send_header("Content-Length", "0")
+        if body:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Quiet: no per-request logging to stderr."""

@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli, run_engine, write_csv
 from engine.lineage.columns import published_schema
 from engine.lineage.delivery import PENDING_NAME, RECORD_NAME
+from engine.lineage.naming import datasource_uri
 from lineage_backend import LineageBackend, dead_url
 from openlineage_schemas import validate_event
 from test_modes import TRICKY_ROWS
@@ -57,7 +58,8 @@ def test_input_dataset_facets_come_from_the_single_pass(spec, tricky, tmp_path):
     (dataset,) = _record(tmp_path / "out")[-1]["inputs"]
     assert (dataset["namespace"], dataset["name"]) == ("file", str(tricky.resolve()))
     assert dataset["facets"]["storage"] == {**dataset["facets"]["storage"], "storageLayer": "file", "fileFormat": "csv"}
-    assert dataset["facets"]["dataSource"]["uri"] == f"file://{tricky.resolve()}"
+    assert dataset["facets"]["dataSource"] == {**dataset["facets"]["dataSource"], "name": "file",
+                                               "uri": datasource_uri("file")}
     assert [f["name"] for f in dataset["facets"]["schema"]["fields"]] == ["date", "product_id", "amount", "customer_id"]
     metrics = dataset["inputFacets"]["dataQualityMetrics"]
     quality = result.results["data_quality_metrics"]

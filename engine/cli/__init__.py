@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the field delimiter of CSV inputs: one character, or tab (default: ,)")
     run.add_argument("--columns", metavar="COLUMN=HEADER,...",
                      help="the header names of columns named otherwise, e.g. date=Date,amount=Total")
+    run.add_argument("--nominal-time", metavar="TIME",
+                     help="the time an orchestrator scheduled this run for, ISO 8601 (START or START/END), "
+                          "recorded in the lineage")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
@@ -331,6 +334,7 @@ def _run(args: argparse.Namespace) -> int:
             "incremental.full": args.full,
             "input_layout.delimiter": args.delimiter,
             "input_layout.columns": args.columns,
+            "lineage.nominal_time": args.nominal_time,
             "log_level": "DEBUG" if args.debug else args.log_level,
             "log_format": args.log_format,
             "log_file": args.log_file,
@@ -464,10 +468,13 @@ def _lineage(args: argparse.Namespace) -> int:
     if client is None:
         raise ConfigurationError("no OpenLineage transport is configured (openlineage.yml, "
                                  "OPENLINEAGE__TRANSPORT__*, or OPENLINEAGE_URL): nothing to replay to")
-    delivered, pending = replay(output, client, deadline=config.lineage.timeout)
-    _say(f"delivered {delivered} lineage event(s); {pending} still pending")
-    if pending:
-        raise LineageDeliveryError(f"{pending} lineage event(s) in {output / 'lineage'} could not be delivered yet")
+    outcome = replay(output, client, deadline=config.lineage.timeout)
+    refused = (f"; {outcome.rejected} refused for good by the backend (recorded in "
+               f"{output / 'lineage' / 'rejected.jsonl'}, not sent again)" if outcome.rejected else "")
+    _say(f"delivered {outcome.delivered} lineage event(s); {outcome.pending} still pending{refused}")
+    if outcome.pending:
+        raise LineageDeliveryError(f"{outcome.pending} lineage event(s) in {output / 'lineage'} "
+                                   "could not be delivered yet")
     return 0
 
 

@@ -13,6 +13,7 @@ for the dataset as a whole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,26 @@ from engine.errors import ConfigurationError
 from engine.outputs.forms import TABLE_COLUMNS
 from engine.rules.validation import RAW_COLUMNS
 
-#: Published types of table columns, by kind (as in the Parquet files).
+#: Published types of table columns, by kind (as in the Parquet files), in the lineage's type
+#: vocabulary (`column_type`).
 KIND_TYPES = {"date": "date", "money": "decimal(18,2)", "ratio": "double", "count": "bigint",
               "bool": "boolean", "text": "string"}
+
+#: The lineage's one type vocabulary, SQL-like as Spark and most OpenLineage producers name
+#: types: every input and output column type is given as one of these (decimal with its
+#: precision and scale). Arrow (Parquet), pandas and JSON-schema names map onto them.
+_TYPE_NAMES = {
+    "int64": "bigint", "uint64": "bigint", "int32": "integer", "uint32": "bigint", "int16": "smallint",
+    "uint16": "integer", "int8": "tinyint", "uint8": "smallint", "integer": "bigint",
+    "double": "double", "float64": "double", "float": "float", "float32": "float", "halffloat": "float",
+    "float16": "float", "number": "double",
+    "bool": "boolean", "boolean": "boolean",
+    "string": "string", "large_string": "string", "utf8": "string", "large_utf8": "string", "str": "string",
+    "object": "struct", "array": "array", "binary": "binary", "large_binary": "binary", "null": "string",
+}
+_TYPE_FAMILIES = (("date", "date"), ("timestamp", "timestamp"), ("datetime64", "timestamp"), ("struct", "struct"),
+                  ("list", "array"), ("large_list", "array"), ("map", "map"), ("dictionary", "string"))
+_DECIMAL = re.compile(r"decimal(?:32|64|128|256)?\((\d+),\s*(\d+)\)")
 
 #: Published schema of the JSON outputs: top-level field -> JSON type.
 JSON_FIELDS = {
@@ -45,18 +63,65 @@ JSON_FIELDS = {
 }
 
 
+def column_type(name: str) -> str:
+    """A column type in the lineage's vocabulary, from an Arrow, pandas or JSON-schema type
+    name (`int64` and `integer` are `bigint`, `decimal128(18, 2)` is `decimal(18,2)`,
+    `date32[day]` is `date`); a name it does not know is kept as it is."""
+    text = name.strip()
+    lowered = text.lower()
+    if lowered in _TYPE_NAMES:
+        return _TYPE_NAMES[lowered]
+    if decimal := _DECIMAL.fullmatch(lowered):
+        return f"decimal({decimal[1]},{decimal[2]})"
+    for prefix, family in _TYPE_FAMILIES:
+        if lowered.startswith(prefix):
+            return family
+    return text
+
+
+def planned_outputs() -> list[tuple[str, str, str]]:
+    """(file name, output, format) of every dataset a run publishes, known before it runs
+    (a user module's outputs are known once published)."""
+    from engine.dataflow import JSON_OUTPUTS, TABLE_OUTPUTS
+
+    files = [(f"{name}.{form}", name, form) for name in TABLE_OUTPUTS for form in ("csv", "parquet")]
+    files += [(f"{name}.json", name, "json") for name in JSON_OUTPUTS]
+    return [*files, (quarantine.FILE_NAME, "rejected_rows", "parquet")]
+
+
+def field_transformation(sources: list[ColumnSource], renamed: dict[str, str]) -> tuple[str | None, str | None]:
+    """(transformationType, transformationDescription) of one output column, the per-field
+    summary older consumers (Marquez) read instead of each input's transformations: MASKED
+    when a source is masked, else the strongest DIRECT step (IDENTITY, TRANSFORMATION,
+    AGGREGATION; TRANSFORMATION when a node does not say how), INDIRECT when the column
+    takes no value from an input column; the description lists each source and how."""
+    if not sources:
+        return None, None
+    direct = [source for source in sources if source.kind == "DIRECT"]
+    if any(source.masked for source in direct):
+        kind = "MASKED"
+    elif direct:
+        subtypes = [source.subtype or "TRANSFORMATION" for source in direct]
+        kind = max(subtypes, key=_STRENGTH.__getitem__)
+    else:
+        kind = "INDIRECT"
+    described = [f"{renamed.get(s.column, s.column)}: {s.kind} {s.subtype or 'unknown'}{' masked' if s.masked else ''}"
+                 for s in sources]
+    return kind, "; ".join(described)
+
+
 def is_dataset(output: str) -> bool:
     """True for the engine's published outputs (the data, not the reports about the run)."""
     return output in TABLE_COLUMNS or output in JSON_FIELDS or output == "rejected_rows"
 
 
 def published_schema(output: str) -> list[tuple[str, str]]:
-    """(column, type) of an output, in order."""
+    """(column, type) of an output, in order, in the lineage's type vocabulary."""
     if output in TABLE_COLUMNS:
         return [(column, KIND_TYPES[kind]) for column, kind in TABLE_COLUMNS[output]]
     if output == "rejected_rows":
-        return [(column.name, str(column.type)) for column in quarantine.SCHEMA]
-    return list(JSON_FIELDS[output].items())
+        return [(column.name, column_type(str(column.type))) for column in quarantine.SCHEMA]
+    return [(field, column_type(kind)) for field, kind in JSON_FIELDS[output].items()]
 
 
 @dataclass(frozen=True, order=True)

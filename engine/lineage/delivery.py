@@ -12,18 +12,27 @@ from the file as soon as the backend took it, so a second replay sends nothing a
 line that cannot be read (torn by a full disk or a crash) is moved aside to
 `pending.unreadable.jsonl` with a warning instead of blocking the replay.
 
+A backend that refuses an event for good (an HTTP 4xx answer other than 408 Request
+Timeout and 429 Too Many Requests: the event is one it will never take, e.g. 422 for a
+parent run id it does not accept) is not asked again: the event goes, once, to
+`<output>/lineage/rejected.jsonl` (one JSON line each: the event, the HTTP status, the
+answer's body, the time), with a warning; the run's other events are still sent. Only
+transient failures (no answer, timeouts, 5xx, 408, 429) are kept for `replay`.
+
 The files are opened without following symbolic links (engine.files.append):
 a link planted in the lineage folder is refused, never written through.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,9 @@ log = logging.getLogger(__name__)
 RECORD_NAME = "events.jsonl"
 PENDING_NAME = "pending.jsonl"
 UNREADABLE_NAME = "pending.unreadable.jsonl"
+REJECTED_NAME = "rejected.jsonl"
+#: 4xx answers that say "not now" rather than "never"
+_TRANSIENT_CLIENT_ERRORS = (408, 429)
 _LOCK_NAME = ".lock"
 
 
@@ -60,10 +72,35 @@ def configured_client() -> OpenLineageClient | None:
     return OpenLineageClient() if configured else None
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why the backend did not take an event: `status` and `body` when it answered with
+    an HTTP error; `permanent` when it refused the event for good."""
+
+    reason: str
+    status: int | None = None
+    body: str | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500 and self.status not in _TRANSIENT_CLIENT_ERRORS
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What a replay did: events the backend took, refused for good (now in
+    rejected.jsonl) and that are still pending."""
+
+    delivered: int
+    rejected: int
+    pending: int
+
+
 class LineageDelivery:
     """Sends one run's events: local record first, then the configured backend."""
 
     def __init__(self, output_dir: Path, client: OpenLineageClient | None, deadline: float) -> None:
+        self.output_dir = Path(output_dir)
         self.folder = lineage_dir(output_dir)
         self.client = client
         self.deadline = deadline
@@ -78,10 +115,15 @@ class LineageDelivery:
         if self.backend_failed:
             self._keep(event, "the lineage backend failed earlier in this run")
             return
-        error = _within_deadline(lambda: self.client.emit(event), self.deadline)
-        if error is not None:
-            self.backend_failed = True
-            self._keep(event, error)
+        failure = _within_deadline(lambda: self.client.emit(event), self.deadline)
+        if failure is None:
+            return
+        if failure.permanent:
+            with _locked(self.folder):
+                _reject(self.folder, json.loads(event_json(event)), failure)
+            return
+        self.backend_failed = True
+        self._keep(event, failure.reason)
 
     def _keep(self, event: Any, reason: str) -> None:
         with _locked(self.folder):
@@ -89,37 +131,61 @@ class LineageDelivery:
         log.warning("lineage %s event kept for `engine lineage replay`: %s", _event_type(event), reason)
 
 
-def replay(output_dir: Path, client: OpenLineageClient | None, deadline: float) -> tuple[int, int]:
-    """Deliver the kept events of `output_dir` with `client`; (delivered, still pending)."""
+def replay(output_dir: Path, client: OpenLineageClient | None, deadline: float) -> ReplayOutcome:
+    """Deliver the kept events of `output_dir` with `client`, oldest first, until the
+    backend fails transiently; an event it refuses for good moves to rejected.jsonl."""
     folder = lineage_dir(output_dir)
     pending_path = folder / PENDING_NAME
     if client is None or not pending_path.exists():
-        return 0, _count_lines(pending_path)
-    delivered = 0
+        return ReplayOutcome(0, 0, _count_lines(pending_path))
+    delivered = rejected = 0
     with _locked(folder):
-        lines = [line for line in _read_pending(pending_path).splitlines() if line.strip()]
-        readable = [line for line in lines if _parses(line)]
-        if len(readable) < len(lines):
-            unreadable = [line for line in lines if not _parses(line)]
-            for line in unreadable:
-                _append_line(folder / UNREADABLE_NAME, line, "the unreadable lineage events file")
-            log.warning("%s: %d line(s) are not lineage events (torn or edited); moved to %s, not delivered",
-                        pending_path, len(unreadable), folder / UNREADABLE_NAME)
-            lines = readable
-            _rewrite(pending_path, lines)
+        lines = _readable_pending(folder, pending_path)
         while lines:
             event = json.loads(lines[0])
-            error = _within_deadline(lambda event=event: client.transport.emit(event), deadline)
-            if error is not None:
-                log.warning("lineage backend still unavailable: %s", error)
+            failure = _within_deadline(lambda event=event: client.transport.emit(event), deadline)
+            if failure is not None and not failure.permanent:
+                log.warning("lineage backend still unavailable: %s", failure.reason)
                 break
-            delivered += 1
+            if failure is None:
+                delivered += 1
+            else:
+                _reject(folder, event, failure)
+                rejected += 1
             lines.pop(0)
             _rewrite(pending_path, lines)
-    return delivered, len(lines)
+    return ReplayOutcome(delivered, rejected, len(lines))
 
 
-def _within_deadline(send, deadline: float) -> str | None:
+def _readable_pending(folder: Path, pending_path: Path) -> list[str]:
+    """The pending events; lines that are not events are moved aside, with a warning."""
+    lines = [line for line in _read_pending(pending_path).splitlines() if line.strip()]
+    readable = [line for line in lines if _parses(line)]
+    if len(readable) < len(lines):
+        unreadable = [line for line in lines if not _parses(line)]
+        for line in unreadable:
+            _append_line(folder / UNREADABLE_NAME, line, "the unreadable lineage events file")
+        log.warning("%s: %d line(s) are not lineage events (torn or edited); moved to %s, not delivered",
+                    pending_path, len(unreadable), folder / UNREADABLE_NAME)
+        _rewrite(pending_path, readable)
+    return readable
+
+
+def _reject(folder: Path, event: dict, failure: Failure) -> None:
+    """Record an event the backend refused for good, once (the caller holds the lock)."""
+    line = json.dumps({"event": event, "status": failure.status, "body": failure.body,
+                       "time": dt.datetime.now(dt.timezone.utc).isoformat()}, sort_keys=True)
+    _append_line(folder / REJECTED_NAME, line, "the rejected lineage events file")
+    log.warning("lineage %s event refused by the backend (HTTP %s: %s); recorded in %s, not sent again",
+                event.get("eventType"), failure.status, _short(failure.body), folder / REJECTED_NAME)
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _within_deadline(send, deadline: float) -> Failure | None:
     """Run `send` for at most `deadline` seconds; None when it succeeded, else why not."""
     outcome: dict[str, Any] = {}
 
@@ -127,15 +193,29 @@ def _within_deadline(send, deadline: float) -> str | None:
         try:
             send()
             outcome["ok"] = True
-        except Exception as error:  # any transport failure means: keep the event
-            outcome["error"] = f"{type(error).__name__}: {error}"
+        except Exception as error:  # any transport failure means: keep or reject the event
+            outcome["failure"] = _failure(error)
 
     worker = threading.Thread(target=attempt, name="lineage-emit", daemon=True)
     worker.start()
     worker.join(deadline)
     if worker.is_alive():
-        return f"no answer within {deadline:g} s"
-    return None if outcome.get("ok") else outcome.get("error", "unknown error")
+        return Failure(f"no answer within {deadline:g} s")
+    return None if outcome.get("ok") else outcome.get("failure", Failure("unknown error"))
+
+
+def _failure(error: Exception) -> Failure:
+    """The failure an exception of the transport stands for; the HTTP transport raises
+    `requests.HTTPError` carrying the answer when the backend answered with an error."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    body = None
+    if status is not None:
+        try:
+            body = response.text
+        except Exception:  # an unreadable body still leaves the status
+            body = None
+    return Failure(f"{type(error).__name__}: {error}", status if isinstance(status, int) else None, body)
 
 
 def _append_line(path: Path, line: str, what: str) -> None:

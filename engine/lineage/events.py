@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import logging
 import os
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from openlineage.client.facet_v2 import (
     InputDatasetFacet,
     RunFacet,
     column_lineage_dataset,
+    data_quality_assertions_dataset,
     data_quality_metrics_input_dataset,
     datasource_dataset,
     error_message_run,
@@ -39,17 +42,27 @@ from openlineage.client.facet_v2 import (
 )
 
 from engine import __version__
-from engine.lineage.columns import ColumnDerivation, ColumnSource, is_dataset, published_schema
+from engine.lineage.columns import (
+    ColumnDerivation, ColumnSource, column_type, field_transformation, is_dataset, planned_outputs,
+    published_schema)
 from engine.lineage.naming import dataset_identity, datasource_uri
 from engine.outputs.publication import PublishedFile
 from engine.sources.plan import SourceFile
 
+log = logging.getLogger(__name__)
+
 PRODUCER = f"https://pypi.org/project/sales-engine/{__version__}/"
-ENGINE_FACET_SCHEMA = "https://pypi.org/project/sales-engine/spec/SalesEngineRunFacet.json#/$defs/SalesEngineRunFacet"
+#: Where the repository's files are published; a custom facet's `_schemaURL` is this plus the
+#: path of its JSON Schema in the repository (engine/lineage/schemas/), as shipped in the package.
+SCHEMA_HOME = "https://pypi.org/project/sales-engine/files/"
+SCHEMA_FOLDER = "engine/lineage/schemas"
 #: Above this many input files, column lineage names the input folder or glob, not each file.
 COLUMN_LINEAGE_FILES = 16
-INPUT_FACET_SCHEMA = ("https://pypi.org/project/sales-engine/spec/SalesEngineInputFacet.json"
-                      "#/$defs/SalesEngineInputFacet")
+
+
+def facet_schema_url(facet: str) -> str:
+    """The `_schemaURL` of one of the engine's own facets: its schema file in the repository."""
+    return f"{SCHEMA_HOME}{SCHEMA_FOLDER}/{facet}.json#/$defs/{facet}"
 
 
 @attr.define
@@ -63,9 +76,13 @@ class SalesEngineInputFacet(InputDatasetFacet):
     delimiter: str | None = attr.field(default=None)
     columnMapping: dict[str, str] | None = attr.field(default=None)  # noqa: N815
 
+    def __attrs_post_init__(self) -> None:
+        self._producer = self._producer or PRODUCER
+        super().__attrs_post_init__()
+
     @staticmethod
     def _get_schema() -> str:
-        return INPUT_FACET_SCHEMA
+        return facet_schema_url("SalesEngineInputFacet")
 
 
 @attr.define
@@ -77,9 +94,13 @@ class SalesEngineRunFacet(RunFacet):
     engineVersion: str  # noqa: N815
     metrics: dict = attr.field(factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        self._producer = self._producer or PRODUCER
+        super().__attrs_post_init__()
+
     @staticmethod
     def _get_schema() -> str:
-        return ENGINE_FACET_SCHEMA
+        return facet_schema_url("SalesEngineRunFacet")
 
 
 @dataclass
@@ -104,10 +125,20 @@ class RunContext:
     #: an incremental run's files whose partials were reused (paths); None: not incremental
     reused_files: frozenset[str] | None = None
     metrics: dict = field(default_factory=dict)
+    #: the folder the outputs are published to (their planned names are known from the start)
+    output_dir: str | None = None
+    #: the time the orchestrator scheduled the run for: "start" or "start/end" (ISO 8601); None: not scheduled
+    nominal_time: str | None = None
+    #: the parent run an orchestrator announced (read once per run: a bad one is warned about once)
+    parent: parent_run.ParentRunFacet | None = field(default_factory=lambda: parent_from_environment())
+    #: the run's data-quality figures (the data_quality_metrics output), once computed
+    quality: dict | None = None
 
 
 def start_event(context: RunContext) -> RunEvent:
-    return _event(RunState.START, context, inputs=_inputs(context))
+    """The run has begun: what it reads, and the outputs it is to publish (names and schemas:
+    a consumer such as Marquez takes a batch event without outputs to mean the job has none)."""
+    return _event(RunState.START, context, inputs=_inputs(context), outputs=_planned_outputs(context))
 
 
 def complete_event(context: RunContext) -> RunEvent:
@@ -116,7 +147,7 @@ def complete_event(context: RunContext) -> RunEvent:
 
 def running_event(context: RunContext, node_name: str) -> RunEvent:
     """A node of the dataflow has finished (emitted only when node events are on)."""
-    event = _event(RunState.RUNNING, context)
+    event = _event(RunState.RUNNING, context, outputs=_planned_outputs(context))
     event.run.facets["salesEngine"] = SalesEngineRunFacet(
         mode=context.mode or "", modeReason=context.mode_reason or "", engineVersion=__version__,
         metrics={"finished_node": node_name})
@@ -129,7 +160,8 @@ def fail_event(context: RunContext, error: BaseException) -> RunEvent:
         programmingLanguage="python",
         stackTrace="".join(traceback.format_exception(error)),
     )
-    return _event(RunState.FAIL, context, inputs=_inputs(context), outputs=_outputs(context),
+    outputs = _outputs(context) or _planned_outputs(context)  # published before failing, else as planned
+    return _event(RunState.FAIL, context, inputs=_inputs(context), outputs=outputs,
                   extra_run_facets={"errorMessage": facet})
 
 
@@ -150,16 +182,25 @@ def _run_facets(context: RunContext) -> dict[str, Any]:
     facets: dict[str, Any] = {
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
             version=engine_version, name=engine_name, openlineageAdapterVersion=__version__),
-        "nominalTime": nominal_time_run.NominalTimeRunFacet(nominalStartTime=context.started_at.isoformat()),
     }
-    parent = parent_from_environment()
-    if parent is not None:
-        facets["parent"] = parent
+    if context.nominal_time:
+        facets["nominalTime"] = _nominal_time(context.nominal_time)
+    if context.parent is not None:
+        facets["parent"] = context.parent
     if context.mode:
         facets["salesEngine"] = SalesEngineRunFacet(
             mode=context.mode, modeReason=context.mode_reason or "", engineVersion=__version__,
             metrics=context.metrics)
     return facets
+
+
+def _nominal_time(text: str) -> nominal_time_run.NominalTimeRunFacet:
+    """The time the orchestrator scheduled the run for ("START" or "START/END", ISO 8601 as
+    lineage.nominal_time checked it), as RFC 3339 times."""
+    start, _, end = text.partition("/")
+    return nominal_time_run.NominalTimeRunFacet(
+        nominalStartTime=dt.datetime.fromisoformat(start.strip()).isoformat(),
+        nominalEndTime=dt.datetime.fromisoformat(end.strip()).isoformat() if end else None)
 
 
 def _processing_engine(mode: str | None) -> tuple[str, str]:
@@ -172,19 +213,32 @@ def _processing_engine(mode: str | None) -> tuple[str, str]:
 
 def parent_from_environment(environ: dict | None = None) -> parent_run.ParentRunFacet | None:
     """The parent run an orchestrator announced through the standard variables
-    (OPENLINEAGE_PARENT_RUN_ID, _JOB_NAMESPACE, _JOB_NAME, and the OPENLINEAGE_ROOT_PARENT_* ones)."""
+    (OPENLINEAGE_PARENT_RUN_ID, _JOB_NAMESPACE, _JOB_NAME, and the OPENLINEAGE_ROOT_PARENT_* ones).
+    A run id that is not a UUID is warned about and left out (the run goes on without a
+    parent, or without a root); a parent whose run id a consumer refuses (Data.Rentgen
+    takes UUIDv7 only) is the orchestrator's to fix."""
     env = os.environ if environ is None else environ
     run_id, namespace, name = (env.get(f"OPENLINEAGE_PARENT_{key}") for key in ("RUN_ID", "JOB_NAMESPACE", "JOB_NAME"))
-    if not (run_id and namespace and name):
+    if not (run_id and namespace and name) or not _is_uuid(run_id, "OPENLINEAGE_PARENT_RUN_ID"):
         return None
     root = None
     root_run, root_namespace, root_name = (
         env.get(f"OPENLINEAGE_ROOT_PARENT_{key}") for key in ("RUN_ID", "JOB_NAMESPACE", "JOB_NAME"))
-    if root_run and root_namespace and root_name:
+    if root_run and root_namespace and root_name and _is_uuid(root_run, "OPENLINEAGE_ROOT_PARENT_RUN_ID"):
         root = parent_run.Root(run=parent_run.RootRun(runId=root_run),
                                job=parent_run.RootJob(namespace=root_namespace, name=root_name))
     return parent_run.ParentRunFacet(run=parent_run.Run(runId=run_id),
                                      job=parent_run.Job(namespace=namespace, name=name), root=root)
+
+
+def _is_uuid(value: str, variable: str) -> bool:
+    """True when `value` is a UUID; else a warning naming `variable`."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        log.warning("%s=%r is not a UUID: the lineage events name no parent run from it", variable, value)
+        return False
+    return True
 
 
 def _job_facets() -> dict[str, Any]:
@@ -201,6 +255,7 @@ def _inputs(context: RunContext) -> list[InputDataset]:
     datasets = []
     shared: dict[tuple, tuple[schema_dataset.SchemaDatasetFacet, storage_dataset.StorageDatasetFacet]] = {}
     profiles = None if context.input_profile is None else context.input_profile.to_dict("records")
+    assertions = None if context.quality is None else _quality_assertions(context.quality)
     for index, file in enumerate(context.files):
         namespace, name = dataset_identity(file.path)
         input_facets = {}
@@ -216,6 +271,8 @@ def _inputs(context: RunContext) -> list[InputDataset]:
             delimiter=None if file.delimiter == "," else file.delimiter, columnMapping=file.renamed or None)
         if (how_read.reusedPartial, how_read.delimiter, how_read.columnMapping) != (None, None, None):
             input_facets["salesEngineInput"] = how_read
+        if assertions is not None:
+            input_facets["dataQualityAssertions"] = assertions
         shape = (file.own_columns, file.types, file.format)
         if shape not in shared:  # files of one layout share their schema and storage facets
             shared[shape] = _schema_and_storage(file)
@@ -224,8 +281,7 @@ def _inputs(context: RunContext) -> list[InputDataset]:
             namespace=namespace, name=name,
             facets={
                 "schema": schema,
-                "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace,
-                                                                        uri=datasource_uri(namespace, name)),
+                "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=datasource_uri(namespace)),
                 "storage": storage,
             },
             inputFacets=input_facets,
@@ -241,7 +297,7 @@ def _inputs(context: RunContext) -> list[InputDataset]:
 def _schema_and_storage(file: SourceFile) -> tuple[schema_dataset.SchemaDatasetFacet,
                                                     storage_dataset.StorageDatasetFacet]:
     schema = schema_dataset.SchemaDatasetFacet(fields=[
-        schema_dataset.SchemaDatasetFacetFields(name=column, type=file.column_types.get(column, "string"),
+        schema_dataset.SchemaDatasetFacetFields(name=column, type=column_type(file.column_types.get(column, "string")),
                                                 ordinal_position=position)
         for position, column in enumerate(file.own_columns, start=1)])
     return schema, storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format)
@@ -264,6 +320,20 @@ def _quality_metrics(file: SourceFile, profile: dict) -> data_quality_metrics_in
     return data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet(
         columnMetrics={own.get(c, c): m for c, m in columns.items()}, rowCount=int(profile["rows"]), bytes=file.size,
         fileCount=1)
+
+
+def _quality_assertions(quality: dict) -> data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet:
+    """The run's checks of its input as assertions (what Marquez shows as the dataset's
+    quality): each cleaning rule (success: it rejected no row; actual: the rows it rejected)
+    and each data-quality alert raised (success false, with its value and threshold)."""
+    assertion = data_quality_assertions_dataset.Assertion
+    checks = [assertion(assertion=rule, success=int(rejected) == 0, severity="warning", expected="0",
+                        actual=str(rejected), description="input rows the cleaning rule rejected")
+              for rule, rejected in quality.get("rejected_by_reason", {}).items()]
+    checks += [assertion(assertion=alert["name"], success=False, severity=alert.get("severity"),
+                         expected=f"<= {alert['threshold']}", actual=str(alert["value"]), description=alert["message"])
+               for alert in quality.get("alerts", [])]
+    return data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=checks)
 
 
 def _yyyymmdd(days_since_epoch: float) -> float:
@@ -297,9 +367,7 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
         datasets.append(OutputDataset(
             namespace=namespace, name=name,
             facets={
-                "schema": schema_dataset.SchemaDatasetFacet(fields=[
-                    schema_dataset.SchemaDatasetFacetFields(name=column, type=kind, ordinal_position=position)
-                    for position, (column, kind) in enumerate(schema, start=1)]),
+                "schema": _schema_facet(schema),
                 "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=published.format),
                 "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=state),
@@ -313,15 +381,36 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
     return datasets
 
 
+def _planned_outputs(context: RunContext) -> list[OutputDataset]:
+    """The engine's outputs as the run is to publish them: names, schemas and formats, no
+    statistics (a user module's outputs are listed once published)."""
+    if context.output_dir is None:
+        return []
+    datasets = []
+    for file_name, output, file_format in planned_outputs():
+        namespace, name = dataset_identity(os.path.join(context.output_dir, file_name))
+        datasets.append(OutputDataset(namespace=namespace, name=name, facets={
+            "schema": _schema_facet(published_schema(output)),
+            "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file_format),
+        }))
+    return datasets
+
+
+def _schema_facet(schema: list[tuple[str, str]]) -> schema_dataset.SchemaDatasetFacet:
+    return schema_dataset.SchemaDatasetFacet(fields=[
+        schema_dataset.SchemaDatasetFacetFields(name=column, type=kind, ordinal_position=position)
+        for position, (column, kind) in enumerate(schema, start=1)])
+
+
 def _user_schema(published: PublishedFile) -> list[tuple[str, str]]:
-    """A user table's columns and Arrow types, from its published Parquet file (a JSON
-    output has none)."""
+    """A user table's columns and types, from its published Parquet file (a JSON output
+    has none)."""
     import pyarrow.parquet as pq
 
     if published.format == "json":
         return []
     try:
-        return [(f.name, str(f.type)) for f in pq.read_schema(published.path.with_suffix(".parquet"))]
+        return [(f.name, column_type(str(f.type))) for f in pq.read_schema(published.path.with_suffix(".parquet"))]
     except OSError:
         return []
 
@@ -343,8 +432,12 @@ def _lineage_facet(fields: dict[str, list[ColumnSource]], dataset_wide: list[Col
                                                   transformations=transformations)
                 for column, transformations in how.items() for namespace, name in inputs]
 
+    def summarised(sources: list[ColumnSource]) -> column_lineage_dataset.Fields:
+        kind, description = field_transformation(sources, renamed)
+        return column_lineage_dataset.Fields(inputFields=references(sources), transformationType=kind,
+                                             transformationDescription=description)
+
     return column_lineage_dataset.ColumnLineageDatasetFacet(
-        fields={column: column_lineage_dataset.Fields(inputFields=references(sources))
-                for column, sources in fields.items()},
+        fields={column: summarised(sources) for column, sources in fields.items()},
         dataset=references(dataset_wide),
     )

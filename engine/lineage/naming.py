@@ -2,12 +2,15 @@
 
 Local files: namespace `file`, name the absolute path. Object stores and HDFS:
 namespace `scheme://authority` (`s3://bucket`, `gs://bucket`, `hdfs://namenode:8020`),
-name the path inside it without the leading slash.
+name the path inside it without the leading slash. A dataset's data source is the store
+itself: `file://<host>` for local files, the namespace for the others.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 from urllib.parse import urlsplit
 
 LOCAL_NAMESPACE = "file"
@@ -22,8 +25,17 @@ def dataset_identity(location: str) -> tuple[str, str]:
     return LOCAL_NAMESPACE, os.path.abspath(path)
 
 
-def datasource_uri(namespace: str, name: str) -> str:
-    """The URI of a dataset, for the dataSource facet."""
+def datasource_uri(namespace: str) -> str:
+    """The URI of the storage a dataset is in, for the dataSource facet: the local
+    filesystem (`file://<host>`) or the bucket or cluster (the namespace). One source for all
+    of a store's datasets: consumers (Marquez) key data sources by name, so a per-file URI
+    would leave the source with whichever file was written last."""
     if namespace == LOCAL_NAMESPACE:
-        return f"file://{name}"
-    return f"{namespace}/{name}"
+        return f"file://{_host()}"
+    return namespace
+
+
+def _host() -> str:
+    """This machine's name, when it can be a URI's host (else `localhost`)."""
+    host = socket.gethostname()
+    return host if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host) else "localhost"

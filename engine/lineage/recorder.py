@@ -3,7 +3,8 @@
 The run calls `start` once the input is known, `complete` once the outputs are
 published, and `fail` on any error (an input error before the graph ran included), all
 under one runId. As a Hamilton adapter it also notes which node failed and, when
-`node_events` is on, emits a RUNNING event as each node finishes.
+`node_events` is on, emits a RUNNING event as each node finishes; it keeps the run's
+data-quality figures as their node finishes, for the inputs' quality assertions.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from engine.lineage.delivery import LineageDelivery
 
 log = logging.getLogger(__name__)
 
+#: The node whose value holds the run's data-quality figures and alerts.
+QUALITY_NODE = "data_quality_metrics"
+
 
 class LineageRecorder(GraphExecutionHook, NodeExecutionHook):
     """Emits the START, RUNNING, COMPLETE and FAIL events of one run."""
 
     def __init__(self, context: events.RunContext, delivery: LineageDelivery, node_events: bool = False) -> None:
         self.context = context
+        self.context.output_dir = self.context.output_dir or str(delivery.output_dir)
         self.delivery = delivery
         self.node_events = node_events
         self.failed_node: str | None = None
@@ -59,7 +64,10 @@ class LineageRecorder(GraphExecutionHook, NodeExecutionHook):
     def run_before_node_execution(self, **future_kwargs: Any) -> None:
         return None
 
-    def run_after_node_execution(self, *, node_name: str, success: bool, **future_kwargs: Any) -> None:
+    def run_after_node_execution(self, *, node_name: str, success: bool, result: Any = None,
+                                 **future_kwargs: Any) -> None:
+        if success and node_name == QUALITY_NODE and isinstance(result, dict):
+            self.context.quality = result  # its alerts and rule counts become the inputs' assertions
         if not success:
             self.failed_node = self.failed_node or node_name
         elif self.node_events:
