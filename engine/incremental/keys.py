@@ -18,9 +18,8 @@ from pathlib import Path
 import blake3
 
 from engine import __version__
-from engine.files.digests import file_sha256
+from engine.files.digests import CHUNK_BYTES, file_sha256
 
-CHUNK_BYTES = 1 << 20
 _buffers = threading.local()
 
 #: The modules whose code decides what a file's partial holds (reading, the rules, the

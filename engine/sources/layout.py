@@ -29,14 +29,6 @@ class InputLayout:
     #: (standard column, header name in the files), for the columns named otherwise
     columns: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def is_standard(self) -> bool:
-        return self.delimiter == "," and not self.columns
-
-    def mapping(self) -> dict[str, str]:
-        """{standard column: header name} of the mapped columns."""
-        return dict(self.columns)
-
     def standard_names(self, header: tuple[str, ...]) -> tuple[str, ...]:
         """The header's names as the engine calls them: a mapped header name becomes its
         standard column; an unmapped column that bears the name of a mapped standard

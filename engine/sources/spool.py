@@ -26,6 +26,7 @@ import sys
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -78,16 +79,11 @@ class InputSpool:
         SHA-256 of what was read (for the audit log: standard input cannot be read twice)."""
         self._make_folder()
         copy = self.folder / "stdin.csv"
-        written, digest = 0, hashlib.sha256()
+        digest = hashlib.sha256()
         try:
             with open(copy, "wb") as out:
-                while block := sys.stdin.buffer.read(_BLOCK):
-                    digest.update(block)
-                    written += len(block)
-                    if written > self.limit:
-                        raise InputDataError(f"{STDIN_PATH}: more than {_size(self.limit)} of input "
-                                             "(max_decompressed_size); raise the limit if this input is genuine")
-                    out.write(block)
+                written = self._copy_within_limit(sys.stdin.buffer, out, f"{STDIN_PATH}: more than {{limit}} of input",
+                                                  digest)
             files = find_files(str(copy), layout)
         except InputDataError as error:
             raise InputDataError(str(error).replace(str(copy), STDIN_PATH)) from None
@@ -95,6 +91,21 @@ class InputSpool:
             raise _write_error(copy, error) from None
         return tuple(dataclasses.replace(f, path=STDIN_PATH, read_path=str(copy), text_size=written,
                                          sha256=digest.hexdigest()) for f in files)
+
+    def _copy_within_limit(self, stream: Any, out: BinaryIO, too_large: str, digest: Any = None) -> int:
+        """Copy `stream` into `out` in blocks (fed to `digest` too, if given); the bytes
+        copied. More than `max_decompressed_size` is an input error: `too_large`, the limit
+        in place of `{limit}`."""
+        written = 0
+        while block := stream.read(_BLOCK):
+            written += len(block)
+            if written > self.limit:
+                raise InputDataError(f"{too_large.format(limit=_size(self.limit))} "
+                                     "(max_decompressed_size); raise the limit if this input is genuine")
+            if digest is not None:
+                digest.update(block)
+            out.write(block)
+        return written
 
     def _make_folder(self) -> None:
         try:
@@ -108,16 +119,10 @@ class InputSpool:
 
     def _decompress(self, index: int, file: SourceFile) -> SourceFile:
         target = self.folder / f"{index}.csv"
-        written = 0
         try:
             with pa.input_stream(file.path, compression=file.compression) as stream, open(target, "wb") as out:
-                while block := stream.read(_BLOCK):
-                    written += len(block)
-                    if written > self.limit:
-                        raise InputDataError(
-                            f"{file.path}: expands to more than {_size(self.limit)} when decompressed "
-                            f"(max_decompressed_size); raise the limit if this input is genuine")
-                    out.write(block)
+                written = self._copy_within_limit(
+                    stream, out, f"{file.path}: expands to more than {{limit}} when decompressed")
         except InputDataError:
             target.unlink(missing_ok=True)
             raise
