@@ -299,6 +299,52 @@ class IncrementalConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Object storage (`s3://`, `gs://`, `abfs://` inputs and outputs, through fsspec;
+    engine.storage.objects). Credentials come the standard way (AWS_* variables,
+    AWS_ENDPOINT_URL, profiles, instance roles) or from `options`; they never appear in a
+    log line, report or lineage event."""
+
+    #: fsspec storage options for the filesystem (endpoint_url, key, secret, profile, ...)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: where a run whose --output is a URL keeps its local files (lock, logs, history,
+    #: incremental state, lineage kept for replay); none: a folder per URL under
+    #: $XDG_STATE_HOME/sales-engine (~/.local/state/sales-engine)
+    work_dir: str | None = None
+    #: run folders kept under <output URL>/runs/ besides the published one
+    keep_runs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.keep_runs < 0:
+            raise ConfigurationError(f"keep_runs: must be 0 or more, got {self.keep_runs}")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """What to read from a database INPUT (`postgresql://...`): a whole table, or the
+    rows of a query (one or the other)."""
+
+    #: a table name, optionally schema-qualified (`sales`, `shop.sales`)
+    table: str | None = None
+    #: a SELECT whose columns are named like the input's
+    query: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.table and self.query:
+            raise ConfigurationError("table: give a table or a query, not both")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """A database that also receives every run's outputs (`--sink`)."""
+
+    #: e.g. postgresql://user@host:5432/db; none: no sink
+    url: str | None = None
+    #: the schema (namespace) the output tables are written in
+    schema: str = "sales_engine"
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything a run needs to know."""
 
@@ -332,6 +378,12 @@ class EngineConfig:
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    #: plug-in modules (names or .py paths) that register sources and sinks
+    #: (engine.storage.plugins)
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
@@ -451,7 +503,8 @@ def _build(cls: type, data: Mapping, prefix: str, source: str, variables: Mappin
                   "MetricsConfig": MetricsConfig, "PermissionsConfig": PermissionsConfig,
                   "AuditConfig": AuditConfig, "BackupConfig": BackupConfig,
                   "ProgressConfig": ProgressConfig, "DataflowConfig": DataflowConfig,
-                  "IncrementalConfig": IncrementalConfig, "InputLayoutConfig": InputLayoutConfig}.get(str(kind))
+                  "IncrementalConfig": IncrementalConfig, "InputLayoutConfig": InputLayoutConfig,
+                  "StorageConfig": StorageConfig, "SourceConfig": SourceConfig, "SinkConfig": SinkConfig}.get(str(kind))
         if nested is not None:
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"{_source_of(dotted, source, variables)}: {dotted!r} must be a mapping "
@@ -481,6 +534,8 @@ def _coerce(value: Any, kind: str, key: str, source: str) -> Any:
         return str(value)
     if base == "tuple[str, ...]" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return tuple(value)
+    if base == "dict[str, Any]" and isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value)
     expected = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text",
-                "tuple[str, ...]": "a list of text"}[base]
+                "tuple[str, ...]": "a list of text", "dict[str, Any]": "a mapping of keys to values"}[base]
     raise ConfigurationError(f"{source}: {key!r} must be {expected}, got {value!r}")

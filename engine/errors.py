@@ -31,10 +31,15 @@ class QualityAlertError(EngineError):
     exit_code = 4
 
 
-class ClusterError(EngineError):
-    """The Dask cluster is unreachable, has no workers, or lost the work."""
+class ServiceError(EngineError):
+    """A service the run needs is unreachable or refuses the run: the Dask cluster, object
+    storage, a database."""
 
     exit_code = 5
+
+
+class ClusterError(ServiceError):
+    """The Dask cluster is unreachable, has no workers, or lost the work."""
 
 
 class ResourceError(EngineError):

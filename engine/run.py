@@ -46,6 +46,8 @@ from engine.rules.pseudonyms import SecretKey
 from engine.sources.layout import layout_of
 from engine.sources.plan import ReadPlan, SourceFile, find_files, plan_reads
 from engine.sources.spool import STANDARD_INPUT, InputSpool, input_spool
+from engine.storage.locations import OutputLocation, output_location
+from engine.storage.plugins import FinishedRun, Sink, sink_for, source_for
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +58,14 @@ class RunResult:
 
     run_id: str
     mode: str
+    #: the local folder the outputs are published in (an object-storage output's work folder)
     output_dir: Path
     files: list[PublishedFile]
     results: dict[str, Any]
     alerts: list[dict]
     report: dict
+    #: where the outputs are, as the user named it: the folder, or the output URL
+    output_shown: str = ""
 
 
 def make_backend(mode: str, config: EngineConfig) -> Backend:
@@ -145,7 +150,7 @@ def _incremental(config: EngineConfig, user: UserModules, output_dir: Path) -> I
     anything else) and what it reuses and reads."""
     if not applies(config, bool(user.in_the_pass)):
         return None
-    files = find_files(config.input, layout_of(config))
+    files = input_files(config, config.input)
     return plan_increment(config, files, output_dir, quarantine.configured_key())
 
 
@@ -182,8 +187,7 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     incremental run). The backend is released when the block ends; failures with a known
     meaning become the engine's one-line errors."""
     if files is None:
-        layout = layout_of(config)
-        files = spool.standard_input(layout) if source == STANDARD_INPUT else find_files(source, layout)
+        files = spool.standard_input(layout_of(config)) if source == STANDARD_INPUT else input_files(config, source)
     files = spool.decompress(files, only)
     input_bytes = sum(f.text_bytes for index, f in enumerate(files) if only is None or index in only)
     choice = choose_mode(config, input_bytes)
@@ -199,6 +203,15 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
         yield PreparedRun(files, choice, backend, chunk, plan)
 
 
+def input_files(config: EngineConfig, source: str) -> tuple[SourceFile, ...]:
+    """The checked datasets of INPUT `source`: files (local or object storage), or the
+    datasets of the source plug-in its URL scheme names (a database table)."""
+    reader = source_for(source, config)
+    if reader is not None:
+        return reader.resolve(source, config)
+    return find_files(source, layout_of(config), config.storage.options)
+
+
 def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str | None = None) -> RunResult:
     """Run the dataflow on `config.input` and publish the outputs to `config.output`.
 
@@ -209,21 +222,35 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
     if not config.input:
         raise ConfigurationError("no input given (engine run INPUT, or `input:` in the configuration)")
     run_id = run_id or str(generate_new_uuid())
-    output_dir = Path(config.output).resolve()
-    with output_lock(output_dir, run_id):  # the whole run: one run at a time per output folder
-        return _run_locked(config, adapters, run_id, output_dir)
+    location = output_location(config)
+    sinks = run_sinks(config, location)  # a bad sink URL is a usage error before anything starts
+    with output_lock(location.folder, run_id):  # the whole run: one run at a time per output folder
+        return _run_locked(config, adapters, run_id, location, sinks)
 
 
-def _run_locked(config: EngineConfig, adapters: Sequence[Any], run_id: str, output_dir: Path) -> RunResult:
+def run_sinks(config: EngineConfig, location: OutputLocation) -> list[Sink]:
+    """Where the outputs go besides the local folder, in delivery order: the database sink
+    (`sink.url`), then the object-storage output URL."""
+    sinks = [sink_for(config.sink.url, config)] if config.sink.url else []
+    if location.url is not None:
+        from engine.storage.objects import ObjectStorageOutput
+
+        sinks.append(ObjectStorageOutput(location.url, config.storage))
+    return sinks
+
+
+def _run_locked(config: EngineConfig, adapters: Sequence[Any], run_id: str, location: OutputLocation,
+                sinks: list[Sink]) -> RunResult:
+    output_dir = location.folder
     context = RunContext(run_id=run_id, namespace=config.lineage.namespace, job_name=config.lineage.job_name,
                          started_at=dt.datetime.now(dt.timezone.utc), source=config.input,
-                         nominal_time=config.lineage.nominal_time)
+                         nominal_time=config.lineage.nominal_time, output_dir=location.shown)
     recorder = _lineage_recorder(config, context, output_dir)
     monitor = RunMonitor(config.metrics, output_dir, run_id, context.started_at)
     try:
         with interruptible(), input_spool(config, output_dir, run_id) as spool:
-            result = _run(config, context, output_dir, [*([recorder] if recorder else []), *adapters], monitor,
-                          spool)
+            result = _run(config, context, location, [*([recorder] if recorder else []), *adapters], monitor,
+                          spool, sinks)
     except BaseException as error:
         if recorder is not None:
             recorder.fail(error)
@@ -233,10 +260,11 @@ def _run_locked(config: EngineConfig, adapters: Sequence[Any], run_id: str, outp
     return result
 
 
-def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: list[Any],
-         monitor: RunMonitor, spool: InputSpool) -> RunResult:
+def _run(config: EngineConfig, context: RunContext, location: OutputLocation, adapters: list[Any],
+         monitor: RunMonitor, spool: InputSpool, sinks: Sequence[Sink]) -> RunResult:
     from engine.dataflow import JSON_OUTPUTS, OUTPUTS, TABLE_OUTPUTS
 
+    output_dir = location.folder
     recorder = next((a for a in adapters if isinstance(a, LineageRecorder)), None)
     clock = time.perf_counter()
     cpu_start = process_usage()["cpu_s"]
@@ -294,6 +322,11 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
             write_json(report, staged.path("run_report.json"))
             monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
             raise_if_interrupted()
+        finished = FinishedRun(context.run_id, staged.folder, tuple(staged.names), results, report)
+        for sink in sinks:  # each shows the whole run or fails, before anything is published here
+            sink.deliver(finished)
+            raise_if_interrupted()
+        with output_errors(output_dir):
             published = staged.publish()
     context.input_profile = results["input_profile"]
     context.published = published
@@ -305,7 +338,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
     log.info(
         "run %s: %d rows read, %d kept, %d days; outputs in %s (%.2f s)",
         context.run_id, metrics["raw_record_count"], metrics["cleaned_record_count"],
-        len(results["daily_sales_summary"]), output_dir, report["duration_s"],
+        len(results["daily_sales_summary"]), location.shown, report["duration_s"],
     )
     for alert in alerts:
         log.warning("data-quality alert %s", alert["message"])
@@ -316,7 +349,7 @@ def _run(config: EngineConfig, context: RunContext, output_dir: Path, adapters: 
         )
     if recorder is not None:
         recorder.complete()
-    return RunResult(context.run_id, choice.mode, output_dir, published, results, alerts, report)
+    return RunResult(context.run_id, choice.mode, output_dir, published, results, alerts, report, location.shown)
 
 
 def _lineage_recorder(config: EngineConfig, context: RunContext, output_dir: Path) -> LineageRecorder | None:

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline on INPUT")
     run.add_argument("input", metavar="INPUT",
                      help="a CSV/Parquet file, a quoted glob, a directory, or - (CSV on standard input)")
-    run.add_argument("--output", help="output directory (default: output)")
+    run.add_argument("--output", help="output directory, or an object-storage URL such as s3://bucket/reports "
+                                      "(default: output)")
     run.add_argument("--mode", choices=("auto", "pandas", "dask", "distributed"),
                      help="pandas: in process; dask: local threads; distributed: a LocalCluster or --scheduler; "
                           "auto (default): pandas for small inputs, dask otherwise, distributed with a scheduler")
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nominal-time", metavar="TIME",
                      help="the time an orchestrator scheduled this run for, ISO 8601 (START or START/END), "
                           "recorded in the lineage")
+    run.add_argument("--table", metavar="NAME", help="with a database INPUT: the table to read ([schema.]table)")
+    run.add_argument("--query", metavar="SQL", help="with a database INPUT: a SELECT giving the input's columns")
+    run.add_argument("--sink", metavar="URL", help="also write the outputs to this database, e.g. "
+                                                   "postgresql://user@host:5432/db")
+    run.add_argument("--plugin", action="append", metavar="MODULE_OR_PATH", dest="plugins",
+                     help="a plug-in module that registers sources or sinks (repeatable)")
     run.add_argument("--config", metavar="FILE", help="YAML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line")
@@ -322,6 +329,7 @@ def _run(args: argparse.Namespace) -> int:
     from engine.observability.progress import RunProgress
     from engine.outputs.publication import check_output_folder, output_errors
     from engine.run import run_pipeline
+    from engine.storage.locations import output_location
 
     config = load_config(
         args.config,
@@ -342,13 +350,17 @@ def _run(args: argparse.Namespace) -> int:
             "dataflow.modules": args.modules,
             "cluster.scheduler": args.scheduler,
             "cluster.workers": args.workers,
+            "source.table": args.table,
+            "source.query": args.query,
+            "sink.url": args.sink,
+            "plugins": args.plugins,
         },
     )
     _apply_permissions(config)
     if args.until:
         return _run_until(config, args.until)
     run_id = str(new_run_id())
-    output_dir = Path(config.output).resolve()
+    output_dir = output_location(config).folder
     check_output_folder(output_dir)
     log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
     with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
@@ -382,7 +394,7 @@ def _print_summary(result) -> None:
         f"  days: {trend['days_analyzed']} from {metrics['date_range']['min']} to {metrics['date_range']['max']}; "
         f"best {trend['max_sales_date']} ({trend['max_sales_amount']})",
         f"  alerts: {', '.join(a['name'] for a in result.alerts) or 'none'}",
-        f"  outputs: {result.output_dir}",
+        f"  outputs: {result.output_shown or result.output_dir}",
     ]
     _say("\n".join(lines))
 
@@ -395,15 +407,14 @@ def _run_until(config, node: str) -> int:
     from engine.governance.audit import audited
     from engine.observability.logs import setup_logging
     from engine.observability.progress import RunProgress
-    from engine.sources.layout import layout_of
-    from engine.sources.plan import find_files
+    from engine.run import input_files
     from engine.sources.spool import STANDARD_INPUT
 
     setup_logging(config.log_level, Path(config.log_file).resolve() if config.log_file else None, config.log_format)
     with audited("run.until", config.audit) as entry:
         entry.details.update(source=config.input, node=node)
         if config.input and config.input != STANDARD_INPUT:  # standard input is read once, by the run
-            entry.hash_inputs([f.path for f in find_files(config.input, layout_of(config))])
+            entry.hash_inputs([f.path for f in input_files(config, config.input)])
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
         try:
             summary = run_until(config, node, adapters=[progress])

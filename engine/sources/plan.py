@@ -13,9 +13,10 @@ import dataclasses
 import glob
 import io
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -52,6 +53,12 @@ class SourceFile:
     text_size: int | None = None
     #: SHA-256 of the file's bytes, when the run has already hashed them
     sha256: str | None = None
+    #: a dataset that is not a file (format `table`): the source that reads it
+    #: (engine.storage.plugins.Source)
+    reader: Any = dataclasses.field(default=None, repr=False, compare=False)
+    #: an object-storage file: the fsspec storage options its reader opens it with
+    #: (credentials: never printed)
+    storage_options: Mapping[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def own_columns(self) -> tuple[str, ...]:
@@ -103,6 +110,8 @@ class ReadTask:
     row_groups: tuple[int, ...] | None = None  # Parquet only; None: all
     index: int = 0  # position of the task in the plan
     skip_malformed: bool = False  # skip (and list) CSV lines with a wrong field count
+    #: a `table` dataset's partition: returns its rows as an Arrow table (runs on the worker)
+    fetch: Callable[[], pa.Table] | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -135,9 +144,10 @@ class ReadPlan:
 
 
 
-def find_files(source: str, layout: InputLayout = InputLayout()) -> tuple[SourceFile, ...]:
+def find_files(source: str, layout: InputLayout = InputLayout(),
+               storage_options: Mapping[str, Any] | None = None) -> tuple[SourceFile, ...]:
     """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet), their
-    columns read by `layout`."""
+    columns read by `layout`; on object storage (a URL), opened with `storage_options`."""
     files = tuple(_inspect(path, layout) for path in _expand(source))
     if len({f.format for f in files}) > 1:
         raise InputDataError(f"{source}: mixes CSV and Parquet files; give one format per run")
@@ -274,6 +284,9 @@ def _require_columns(path: str, columns: tuple[str, ...]) -> None:
 
 
 def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]:
+    if file.reader is not None:
+        return [dataclasses.replace(task, file=file, file_index=index)
+                for task in file.reader.tasks(file, index, partition_bytes)]
     if file.format == "parquet":
         import pyarrow.parquet as pq
 

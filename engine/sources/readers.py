@@ -68,8 +68,8 @@ def read_task(task: ReadTask, threads: bool | None = None) -> pd.DataFrame:
     """The rows of one read task as raw text columns. A CSV task is parsed on Arrow's
     threads when `threads` is true; by default only a whole file is (a byte range is one
     of many partitions that run in parallel already)."""
-    if task.file.format == "parquet":
-        table = _read_parquet(task)
+    if task.fetch is not None or task.file.format == "parquet":
+        table = _fetched(task) if task.fetch is not None else _read_parquet(task)
         rows = TaskRows(table, np.arange(table.num_rows, dtype=np.int32), table.num_rows)
     else:
         rows = _read_csv(task, threads)
@@ -420,6 +420,14 @@ def _broken_line_error(task: ReadTask, broken: dict[int, str]) -> InputDataError
 
 def _squash(error: BaseException) -> str:
     return " ".join(str(error).split())[:200]
+
+
+def _fetched(task: ReadTask) -> pa.Table:
+    """A `table` dataset's partition (engine.storage.plugins): the source's rows, each
+    column as the text validation reads."""
+    table = task.fetch()
+    columns = [c for c in RAW_COLUMNS if c in task.file.columns]
+    return pa.table({name: _as_text(name, table[name]) for name in columns})
 
 
 def _read_parquet(task: ReadTask) -> pa.Table:
