@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("replay", "deliver the events kept while the lineage backend was unavailable"),
                        ("show", "print the last run's lineage: inputs, job, outputs, column sources")):
         sub = lineage_commands.add_parser(name, help=text)
-        sub.add_argument("--output", default="output", help="the run's output directory (default: output)")
+        sub.add_argument("--output", default="output", help="the run's output directory or URL (default: output)")
         sub.add_argument("--config", metavar="FILE", help="YAML configuration file (lineage.timeout)")
 
     from engine.cli.state import add_parser as add_state_parser
@@ -458,11 +458,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_output_folder(output: str, config_file: str | None) -> Path:
+    """The local folder of a run's output: the folder itself, or the work folder of an
+    object-storage output URL (engine.storage.locations)."""
+    from engine.config import load_config
+    from engine.storage.locations import output_location
+
+    return output_location(load_config(config_file, overrides={"output": output})).folder
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from engine.lineage.delivery import configured_client, replay
     from engine.lineage.show import last_run_events, render
 
-    output = Path(args.output)
+    output = local_output_folder(args.output, args.config)
     if args.lineage_command == "show":
         events = last_run_events(output)
         if not events:

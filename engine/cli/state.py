@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -13,7 +12,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for name, text in (("show", "what the state holds: partials, bytes, the last run's files"),
                        ("prune", "remove the partials of files the last run did not have (--all: everything)")):
         sub = state_commands.add_parser(name, help=text)
-        sub.add_argument("--output", default="output", help="the runs' output directory (default: output)")
+        sub.add_argument("--output", default="output", help="the runs' output directory or URL (default: output)")
         sub.add_argument("--config", metavar="FILE", help="YAML configuration file (incremental.state_dir)")
         if name == "prune":
             sub.add_argument("--all", action="store_true", help="remove every partial: the next run reads every file")
@@ -25,8 +24,10 @@ def run_state_command(args: argparse.Namespace, say) -> int:
     from engine.incremental.store import StateStore
     from engine.outputs.publication import output_lock
 
-    config = load_config(args.config)
-    output = Path(args.output).resolve()
+    from engine.storage.locations import output_location
+
+    config = load_config(args.config, overrides={"output": args.output})
+    output = output_location(config).folder
     store = StateStore(state_dir(config, output))
     if args.state_command == "show":
         summary = store.summary()
