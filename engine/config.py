@@ -328,6 +328,8 @@ class SourceConfig:
     table: str | None = None
     #: a SELECT whose columns are named like the input's
     query: str | None = None
+    #: a source plug-in's own settings (engine.storage.plugins), passed through unchecked
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.table and self.query:
@@ -342,6 +344,8 @@ class SinkConfig:
     url: str | None = None
     #: the schema (namespace) the output tables are written in
     schema: str = "sales_engine"
+    #: a sink plug-in's own settings, passed through unchecked
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

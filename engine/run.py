@@ -37,6 +37,7 @@ from engine.lineage.columns import ColumnDerivation
 from engine.lineage.delivery import LineageDelivery, configured_client
 from engine.lineage.events import RunContext
 from engine.lineage.recorder import LineageRecorder
+from engine.observability.logs import mask_credentials
 from engine.observability.metrics import RunMetrics, StepTimer, process_usage
 from engine.observability.run_monitor import RunMonitor
 from engine.outputs.early_write import EarlyWrite
@@ -148,8 +149,8 @@ def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[st
 def _incremental(config: EngineConfig, user: UserModules, output_dir: Path) -> Increment | None:
     """For an incremental run, its files (checked first: a bad input is reported before
     anything else) and what it reuses and reads."""
-    if not applies(config, bool(user.in_the_pass)):
-        return None
+    if source_for(config.input, config) is not None or not applies(config, bool(user.in_the_pass)):
+        return None  # a database or another plug-in source has no files to key
     files = input_files(config, config.input)
     return plan_increment(config, files, output_dir, quarantine.configured_key())
 
@@ -195,12 +196,24 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     if on_mode_chosen is not None:
         on_mode_chosen(files, choice)
     backend = make_backend(choice.mode, config)
-    with backend, _translated_failures():
+    with backend, _translated_failures(), _readers_closed(files):
         chunk = partition_bytes(config, sized_as or choice.mode, input_bytes, backend.memory_per_thread())
         skip = config.malformed_lines == "skip" if skip_malformed is None else skip_malformed
         plan = plan_reads(source, files, chunk, skip_malformed=skip, only=only)
         log.info("input %s: %s", source, plan_summary(plan))
         yield PreparedRun(files, choice, backend, chunk, plan)
+
+
+@contextmanager
+def _readers_closed(files: tuple[SourceFile, ...]) -> Iterator[None]:
+    """When the reading is over, the source plug-ins that read `files` let go of what they
+    hold for it (a database's snapshot): their optional `close()`."""
+    try:
+        yield
+    finally:
+        for reader in {id(f.reader): f.reader for f in files if f.reader is not None}.values():
+            if callable(getattr(reader, "close", None)):
+                reader.close()
 
 
 def input_files(config: EngineConfig, source: str) -> tuple[SourceFile, ...]:
@@ -322,7 +335,7 @@ def _run(config: EngineConfig, context: RunContext, location: OutputLocation, ad
             write_json(report, staged.path("run_report.json"))
             monitor.stage(staged, results, report, fails_on_alert=bool(alerts) and config.alerts.fail_on_alert)
             raise_if_interrupted()
-        finished = FinishedRun(context.run_id, staged.folder, tuple(staged.names), results, report)
+        finished = FinishedRun(context.run_id, staged.folder, tuple(staged.names), results, report, config)
         for sink in sinks:  # each shows the whole run or fails, before anything is published here
             sink.deliver(finished)
             raise_if_interrupted()
@@ -395,7 +408,7 @@ def _run_report(run_id, started_at, duration, choice, backend_info, plan, partit
         "mode_reason": choice.reason,
         "backend": backend_info,
         "input": {
-            "source": plan.source,
+            "source": mask_credentials(plan.source),
             "files": [{"path": f.path, "bytes": f.size} for f in plan.files],
             "bytes": plan.total_bytes,
             "partitions": len(plan.tasks),

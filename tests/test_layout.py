@@ -138,7 +138,7 @@ def test_the_layering_is_the_one_documented():
     """The order of docs/design.md's picture, lowest first: a package imports only
     packages (and top-level modules) listed before it."""
     order = ["engine", "errors", "files", "rules", "config", "sources", "execution", "outputs", "dataflow",
-             "incremental", "observability", "lineage", "run", "governance", "cli", "__main__"]
+             "incremental", "observability", "lineage", "storage", "run", "governance", "cli", "__main__"]
     graph = dependency_graph()
     assert set(graph) <= set(order), f"packages missing from the documented order: {set(graph) - set(order)}"
     upward = [f"{a} -> {b}: {', '.join(sorted(pairs))}" for a, targets in graph.items()

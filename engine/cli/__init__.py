@@ -325,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from engine.config import load_config
     from engine.governance.audit import RunAuditHook, audited, describe_files
-    from engine.observability.logs import bound_run_id, setup_logging
+    from engine.observability.logs import bound_run_id, mask_credentials, setup_logging
     from engine.observability.progress import RunProgress
     from engine.outputs.publication import check_output_folder, output_errors
     from engine.run import run_pipeline
@@ -360,11 +360,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.until:
         return _run_until(config, args.until)
     run_id = str(new_run_id())
-    output_dir = output_location(config).folder
+    location = output_location(config)
+    output_dir = location.folder
     check_output_folder(output_dir)
     log_file = Path(config.log_file).resolve() if config.log_file else output_dir / "pipeline.log"
     with audited("run", config.audit, run_id=run_id) as entry, bound_run_id(run_id):
-        entry.details.update(source=config.input, output=str(output_dir))
+        entry.details.update(source=mask_credentials(config.input), output=str(output_dir))
+        if location.url:
+            entry.details["output_url"] = location.url
         with output_errors(log_file.parent):
             setup_logging(config.log_level, log_file, config.log_format)  # the file's mode set on its descriptor
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
@@ -376,7 +379,7 @@ def _run(args: argparse.Namespace) -> int:
             raise
         finally:
             progress.close()
-        entry.outputs = describe_files([f.path for f in result.files])
+        entry.outputs = describe_files([f.path for f in result.files], published_to=location.url)
         entry.details["mode"] = result.mode
         _print_summary(result)
     return 0
@@ -405,16 +408,16 @@ def _run_until(config, node: str) -> int:
     It reads the input (personal data), so the audit log records it (`run.until`)."""
     from engine.cli.debugging import run_until
     from engine.governance.audit import audited
-    from engine.observability.logs import setup_logging
+    from engine.observability.logs import mask_credentials, setup_logging
     from engine.observability.progress import RunProgress
     from engine.run import input_files
     from engine.sources.spool import STANDARD_INPUT
 
     setup_logging(config.log_level, Path(config.log_file).resolve() if config.log_file else None, config.log_format)
     with audited("run.until", config.audit) as entry:
-        entry.details.update(source=config.input, node=node)
+        entry.details.update(source=mask_credentials(config.input), node=node)
         if config.input and config.input != STANDARD_INPUT:  # standard input is read once, by the run
-            entry.hash_inputs([f.path for f in input_files(config, config.input)])
+            entry.hash_inputs(list(input_files(config, config.input)))
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
         try:
             summary = run_until(config, node, adapters=[progress])

@@ -59,7 +59,6 @@ def check_node(name: str, variables: Iterable[Any]) -> None:
 
 def run_until(config: Any, node: str, adapters: Iterable[Any] = ()) -> Any:
     """NODE's value, computed on the configured input and mode; nothing is written."""
-    import logging
 
     from engine.dataflow import quarantine
     from engine.dataflow.user_modules import load_user_modules

@@ -2,7 +2,13 @@
 
 Each line says when (UTC), who (OS user) and where (host), what (operation, run id),
 with what (inputs: path, size, SHA-256), producing what (outputs: path, size, SHA-256),
-and how it ended (outcome, exit code, the error). The log is `audit.path`, by default
+and how it ended (outcome, exit code, the error). An input on object storage is recorded
+by its URL, size and ETag (sha256 null: it is not downloaded to be hashed); another URL
+dataset (a database table) by its URL alone. Outputs published to object storage are
+described by the work folder's files (the same bytes), each with the URL it was
+published to (`describe_files(..., published_to=URL)`).
+
+The log is `audit.path`, by default
 `$XDG_STATE_HOME/sales-engine/audit.jsonl` (`~/.local/state/sales-engine/audit.jsonl`),
 readable by its owner only (0600). The default is one log per OS user, not per checkout
 or output folder: it records that user's commands from every folder (`engine audit
@@ -29,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from hamilton.lifecycle import GraphExecutionHook
 
@@ -40,6 +47,7 @@ from engine.files.digests import BackgroundDigests, file_sha256, file_size
 
 if TYPE_CHECKING:
     from engine.config import AuditConfig
+    from engine.sources.plan import SourceFile
 
 log = logging.getLogger("engine.audit")  # the name in log lines, kept from before the package layout
 
@@ -136,16 +144,39 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
-def describe_files(paths: list[Path | str]) -> list[dict]:
-    """Path, size and SHA-256 of each file (the outputs of an operation)."""
+def describe_files(paths: list[Path | str], published_to: str | None = None) -> list[dict]:
+    """Path, size and SHA-256 of each file (the outputs of an operation); with
+    `published_to` (an output URL), also the URL each file was published as there."""
     described = []
     for path in paths:
         try:
             size, sha = file_sha256(path)
-            described.append({"path": str(Path(path).resolve()), "size": size, "sha256": sha})
+            entry = {"path": str(Path(path).resolve()), "size": size, "sha256": sha}
         except OSError as error:
-            described.append({"path": str(path), "size": None, "sha256": None, "error": error.strerror})
+            entry = {"path": str(path), "size": None, "sha256": None, "error": error.strerror}
+        if published_to:
+            entry["url"] = f"{published_to.rstrip('/')}/{Path(path).name}"
+        described.append(entry)
     return described
+
+
+def _is_url(path: str) -> bool:
+    scheme = urlsplit(path).scheme if "://" in path else ""
+    return len(scheme) > 1 and scheme != "file"
+
+
+def _url_input(item: str | SourceFile) -> dict:
+    """The record of an input that is not a local file: an object on object storage by its
+    URL, size and ETag; any other URL dataset by its URL alone (credentials masked)."""
+    from engine.observability.logs import mask_credentials
+
+    path = item if isinstance(item, str) else item.path
+    entry: dict[str, Any] = {"path": mask_credentials(path), "size": None, "sha256": None}
+    if not isinstance(item, str) and item.on_object_storage:
+        entry.update(size=item.size, etag=item.etag)
+        if item.version_id:
+            entry["version_id"] = item.version_id
+    return entry
 
 
 class AuditEntry:
@@ -160,11 +191,19 @@ class AuditEntry:
         self.details: dict[str, Any] = {}
         self.input_digests: BackgroundDigests | None = None
 
-    def hash_inputs(self, paths: list[str], known: dict[str, str] | None = None) -> None:
-        """Record the input files; their SHA-256 (unless `known` already, or
-        `audit.hash_inputs` is off) is computed in the background while the operation
-        goes on."""
+    def hash_inputs(self, inputs: list[str] | list[SourceFile], known: dict[str, str] | None = None) -> None:
+        """Record the input files (paths, or the run's files); their SHA-256 (unless `known`
+        already, or `audit.hash_inputs` is off) is computed in the background while the
+        operation goes on. Inputs named by URL are never opened here (see the module's
+        description)."""
         known = known or {}
+        paths = []
+        for item in inputs:
+            path = item if isinstance(item, str) else item.path
+            if _is_url(path):
+                self.inputs.append(_url_input(item))
+            else:
+                paths.append(path)
         self.inputs += [{"path": path, "size": file_size(path), "sha256": known[path]} for path in paths
                         if path in known]
         unknown = [path for path in paths if path not in known]
@@ -208,11 +247,13 @@ class RunAuditHook(GraphExecutionHook):
         self.entry = entry
         self.output_dir = output_dir
         self._before: dict[str, int] | None = None
+        self._inputs_noted = False
 
     def run_before_graph_execution(self, *, inputs: dict[str, Any], **future_kwargs: Any) -> None:
         plan = inputs.get("read_plan")
-        if plan is not None and self.entry.input_digests is None:
-            self.entry.hash_inputs([f.path for f in plan.files], {f.path: f.sha256 for f in plan.files if f.sha256})
+        if plan is not None and not self._inputs_noted and self.entry.input_digests is None:
+            self._inputs_noted = True  # an incremental run executes the dataflow once per batch
+            self.entry.hash_inputs(list(plan.files), {f.path: f.sha256 for f in plan.files if f.sha256})
         self._before = _top_level_files(self.output_dir)
 
     def run_after_graph_execution(self, **future_kwargs: Any) -> None:

@@ -4,7 +4,11 @@ key, because the key hashes the content.
 
 The content is hashed with BLAKE3, a cryptographic hash about four times as fast as
 SHA-256 here (3.7 against 0.9 GB/s per core): every run hashes every input file, so a
-year of daily files (1.2 GB) costs 0.25 s on two cores instead of 0.6 s."""
+year of daily files (1.2 GB) costs 0.25 s on two cores instead of 0.6 s.
+
+An object on object storage is not downloaded to be hashed: the store's listing already
+identifies its content (the ETag changes whenever the object is rewritten), so its
+digest is that of its URL, size, ETag and version id."""
 
 from __future__ import annotations
 
@@ -14,11 +18,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import blake3
 
 from engine import __version__
 from engine.files.digests import CHUNK_BYTES, file_sha256
+
+if TYPE_CHECKING:
+    from engine.sources.plan import SourceFile
 
 _buffers = threading.local()
 
@@ -33,6 +41,21 @@ def content_digests(paths: list[str], threads: int = 2) -> dict[str, str]:
     """The BLAKE3 digest of each file's bytes, on `threads` threads (hashing releases the GIL)."""
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         return dict(zip(paths, pool.map(content_digest, paths)))
+
+
+def file_digests(files: tuple[SourceFile, ...], threads: int = 2) -> dict[str, str]:
+    """The content digest of each input file by path: a local file's hashed bytes, an
+    object's stored identity (`object_digest`)."""
+    digests = content_digests([f.path for f in files if not f.on_object_storage], threads)
+    digests.update({f.path: object_digest(f) for f in files if f.on_object_storage})
+    return digests
+
+
+def object_digest(file: SourceFile) -> str:
+    """What identifies the content of an object on object storage, unread: a digest of its
+    URL, size, ETag and version id."""
+    identity = {"url": file.path, "size": file.size, "etag": file.etag, "version_id": file.version_id}
+    return "object-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def sha256_digests(paths: list[str], threads: int = 2) -> dict[str, str]:

@@ -1,11 +1,12 @@
 """Which files an incremental run reads, and which partials it reuses.
 
-A run is incremental when its input is a folder or a glob (a growing set of files),
-incremental runs are enabled, and no user node takes a partitioned frame (a user node's
-result over the whole input is not mergeable file by file, so such a run reads every
-file). Each file's key (engine.incremental.keys) is looked up in the state: a partial
-kept under it is reused; every other file is read, and its partial saved as its batch
-finishes. `full` (`engine run --full`) reads every file and rebuilds the state.
+A run is incremental when its input is a folder or a glob (a growing set of files; on
+object storage, a glob or a prefix ending in `/`), incremental runs are enabled, and no
+user node takes a partitioned frame (a user node's result over the whole input is not
+mergeable file by file, so such a run reads every file). Each file's key
+(engine.incremental.keys) is looked up in the state: a partial kept under it is reused;
+every other file is read, and its partial saved as its batch finishes. `full` (`engine
+run --full`) reads every file and rebuilds the state.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from engine.config import EngineConfig, parse_size
 from engine.dataflow.partials import FilePartial
 from engine.dataflow.summaries import distinct_union
 from engine.incremental.distinct import DistinctIndex, extend, load_index, rebuild
-from engine.incremental.keys import content_digests, partial_key, sha256_digests
+from engine.incremental.keys import file_digests, partial_key, sha256_digests
 from engine.incremental.store import StateStore
 from engine.rules.pseudonyms import SecretKey
 from engine.sources.layout import layout_of
+from engine.sources.object_store import is_object_url
 from engine.sources.plan import ReadPlan, SourceFile
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,10 @@ class Increment:
 def applies(config: EngineConfig, frames_taken_by_user_nodes: bool) -> bool:
     """True when a run of `config` is incremental (see the module's description)."""
     source = config.input or ""
-    growing = glob.has_magic(source) or Path(source).is_dir()
+    if is_object_url(source):
+        growing = glob.has_magic(source) or source.endswith("/")
+    else:
+        growing = glob.has_magic(source) or Path(source).is_dir()
     if growing and config.incremental.enabled and frames_taken_by_user_nodes:
         log.info("incremental: a user node takes a partitioned frame, so every file is read")
     return growing and config.incremental.enabled and not frames_taken_by_user_nodes
@@ -84,10 +89,11 @@ def state_dir(config: EngineConfig, output_dir: Path) -> Path:
 
 def plan_increment(config: EngineConfig, files: tuple[SourceFile, ...], output_dir: Path,
                    pseudonym_key: SecretKey | None) -> Increment:
-    """Key every file by its content and reuse the partials the state holds for them."""
+    """Key every file by its content (an object by its stored identity) and reuse the
+    partials the state holds for them."""
     store = StateStore(state_dir(config, output_dir))
     threads = os.cpu_count() or 1
-    digests = content_digests([f.path for f in files], threads)
+    digests = file_digests(files, threads)
     settings = partial_settings(config, pseudonym_key)
     keys = {index: partial_key(digests[f.path], settings) for index, f in enumerate(files)}
     previous = store.manifest()
@@ -113,8 +119,10 @@ def _with_sha256(files: tuple[SourceFile, ...], keys: dict[int, str], kept: dict
     """The files with their SHA-256, which the audit log records: a reused file's from the
     manifest (its key names its content, so the digest recorded for that key is its own),
     every other file's hashed now (those are read anyway). An incremental run then hashes
-    only new content with SHA-256, and a year of reused files costs the audit nothing."""
-    unknown = [files[index].path for index, key in keys.items() if index not in kept or key not in known]
+    only new content with SHA-256, and a year of reused files costs the audit nothing.
+    Objects on object storage are never hashed here (the audit records their ETag)."""
+    unknown = [files[index].path for index, key in keys.items()
+               if (index not in kept or key not in known) and not files[index].on_object_storage]
     hashed = sha256_digests(unknown, threads)
     return tuple(dataclasses.replace(f, sha256=hashed.get(f.path) or known.get(keys[index]))
                  for index, f in enumerate(files))

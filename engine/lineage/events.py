@@ -3,7 +3,9 @@
 Inputs are the files read (one dataset per file) with schema, data source, storage,
 data-quality metrics and input statistics taken from the run's single pass; outputs are
 the files published with schema, storage, output statistics, lifecycle state and the
-column lineage of every column.
+column lineage of every column. Outputs published to object storage are named as
+published there (`s3://bucket` / `reports/daily/daily_sales_summary.csv`), not as the
+work folder holds them.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from engine import __version__
 from engine.lineage.columns import (
     ColumnDerivation, ColumnSource, column_type, field_transformation, is_dataset, planned_outputs,
     published_schema)
-from engine.lineage.naming import dataset_identity, datasource_uri
+from engine.lineage.naming import dataset_identity, datasource_uri, storage_layer
 from engine.outputs.publication import PublishedFile
 from engine.sources.plan import SourceFile
 
@@ -125,7 +127,8 @@ class RunContext:
     #: an incremental run's files whose partials were reused (paths); None: not incremental
     reused_files: frozenset[str] | None = None
     metrics: dict = field(default_factory=dict)
-    #: the folder the outputs are published to (their planned names are known from the start)
+    #: the folder (or object-storage URL) the outputs are published to (their planned names
+    #: are known from the start)
     output_dir: str | None = None
     #: the time the orchestrator scheduled the run for: "start" or "start/end" (ISO 8601); None: not scheduled
     nominal_time: str | None = None
@@ -273,7 +276,7 @@ def _inputs(context: RunContext) -> list[InputDataset]:
             input_facets["salesEngineInput"] = how_read
         if assertions is not None:
             input_facets["dataQualityAssertions"] = assertions
-        shape = (file.own_columns, file.types, file.format)
+        shape = (file.own_columns, file.types, file.format, storage_layer(file.path))
         if shape not in shared:  # files of one layout share their schema and storage facets
             shared[shape] = _schema_and_storage(file)
         schema, storage = shared[shape]
@@ -300,7 +303,8 @@ def _schema_and_storage(file: SourceFile) -> tuple[schema_dataset.SchemaDatasetF
         schema_dataset.SchemaDatasetFacetFields(name=column, type=column_type(file.column_types.get(column, "string")),
                                                 ordinal_position=position)
         for position, column in enumerate(file.own_columns, start=1)])
-    return schema, storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file.format)
+    storage = storage_dataset.StorageDatasetFacet(storageLayer=storage_layer(file.path), fileFormat=file.format)
+    return schema, storage
 
 
 def _quality_metrics(file: SourceFile, profile: dict) -> data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet:
@@ -360,7 +364,8 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
         user = published.output in context.user_outputs
         if context.derivation is None or not (user or is_dataset(published.output)):
             continue  # the run report, the HTML report, ...
-        namespace, name = dataset_identity(str(published.path))
+        location = _published_location(context, published.path.name, str(published.path))
+        namespace, name = dataset_identity(location)
         state = lifecycle_state_change_dataset.LifecycleStateChange.OVERWRITE if published.replaced \
             else lifecycle_state_change_dataset.LifecycleStateChange.CREATE
         schema = _user_schema(published) if user else published_schema(published.output)
@@ -368,7 +373,8 @@ def _outputs(context: RunContext) -> list[OutputDataset]:
             namespace=namespace, name=name,
             facets={
                 "schema": _schema_facet(schema),
-                "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=published.format),
+                "storage": storage_dataset.StorageDatasetFacet(storageLayer=storage_layer(location),
+                                                               fileFormat=published.format),
                 "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
                     lifecycleStateChange=state),
                 "columnLineage": _lineage_facet(
@@ -388,12 +394,24 @@ def _planned_outputs(context: RunContext) -> list[OutputDataset]:
         return []
     datasets = []
     for file_name, output, file_format in planned_outputs():
-        namespace, name = dataset_identity(os.path.join(context.output_dir, file_name))
+        location = _published_location(context, file_name, os.path.join(context.output_dir, file_name))
+        namespace, name = dataset_identity(location)
         datasets.append(OutputDataset(namespace=namespace, name=name, facets={
             "schema": _schema_facet(published_schema(output)),
-            "storage": storage_dataset.StorageDatasetFacet(storageLayer="file", fileFormat=file_format),
+            "storage": storage_dataset.StorageDatasetFacet(storageLayer=storage_layer(location),
+                                                           fileFormat=file_format),
         }))
     return datasets
+
+
+def _published_location(context: RunContext, file_name: str, local: str) -> str:
+    """Where readers find the published file `file_name`: under the output URL when the
+    run publishes to object storage (the name readers use, not the run's own folder
+    there), else its `local` path."""
+    output = context.output_dir or ""
+    if "://" in output and not output.startswith("file://"):
+        return f"{output.rstrip('/')}/{file_name}"
+    return local
 
 
 def _schema_facet(schema: list[tuple[str, str]]) -> schema_dataset.SchemaDatasetFacet:

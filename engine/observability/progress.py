@@ -108,10 +108,14 @@ class ProgressState:
 
 
 def expected_rows(plan: ReadPlan) -> int | None:
-    """About how many rows the input has: Parquet metadata counts, CSV line density."""
+    """About how many rows the input has: Parquet metadata counts, CSV line density
+    (unknown for objects on object storage and for a source plug-in's datasets: progress
+    makes no request of its own)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if any(file.on_object_storage or file.reader is not None for file in plan.files):
+        return None
     total, density = 0, None
     for file in plan.files:
         try:

@@ -4,6 +4,8 @@ cutting it into read tasks (the partitions every mode reads).
 Checks that need only a file's first bytes (exists, not empty, text, has the required
 columns, has a data row) happen here, before any computation starts, so a bad input
 fails in milliseconds with a message that names the file.
+
+Files on object storage are files like any other (engine.sources.object_store).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import glob
 import io
 import os
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,15 @@ import pyarrow as pa
 from engine.errors import InputDataError
 from engine.rules.validation import RAW_COLUMNS, REQUIRED_COLUMNS
 from engine.sources.layout import InputLayout
+from engine.sources.object_store import StoredObject, is_object_url, list_objects, open_object
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
 _OTHER_DELIMITERS = (";", "\t", "|")
+#: objects of object storage checked at once (each check is a request or two)
+_OBJECT_CHECKS = 16
 DELIMITER_HINTS = {"\t": "tab"}
 
 
@@ -57,8 +63,11 @@ class SourceFile:
     #: (engine.storage.plugins.Source)
     reader: Any = dataclasses.field(default=None, repr=False, compare=False)
     #: an object-storage file: the fsspec storage options its reader opens it with
-    #: (credentials: never printed)
+    #: (credentials: never printed); None for every other file
     storage_options: Mapping[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: an object-storage file: its ETag and version id, which identify its content unread
+    etag: str | None = None
+    version_id: str | None = None
 
     @property
     def own_columns(self) -> tuple[str, ...]:
@@ -98,6 +107,12 @@ class SourceFile:
     def splittable(self) -> bool:
         return self.format == "csv" and (self.compression is None or self.read_path is not None)
 
+    @property
+    def on_object_storage(self) -> bool:
+        """True for an object on object storage (`path` is its URL): whoever reads it opens
+        it there, with `storage_options`."""
+        return self.storage_options is not None
+
 
 @dataclass(frozen=True)
 class ReadTask:
@@ -112,6 +127,28 @@ class ReadTask:
     skip_malformed: bool = False  # skip (and list) CSV lines with a wrong field count
     #: a `table` dataset's partition: returns its rows as an Arrow table (runs on the worker)
     fetch: Callable[[], pa.Table] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple:
+        """A source plug-in's task as it travels to a Dask worker: its `fetch` pickled with
+        cloudpickle, which carries the code of a plug-in loaded from a `.py` path (registered
+        by value, engine.storage.plugins), where dask.distributed's pickler would name its
+        classes by a module the worker cannot import. The file travels without its `reader`:
+        that object only plans the reads."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["file"] = dataclasses.replace(self.file, reader=None) if self.file is not None else None
+        if self.fetch is None:
+            return _unpickled_task, (None, fields)
+        import cloudpickle
+
+        return _unpickled_task, (cloudpickle.dumps(self.fetch), {**fields, "fetch": None})
+
+
+def _unpickled_task(fetch: bytes | None, fields: dict[str, Any]) -> ReadTask:
+    if fetch is not None:
+        import cloudpickle
+
+        fields = {**fields, "fetch": cloudpickle.loads(fetch)}
+    return ReadTask(**fields)
 
 
 @dataclass(frozen=True)
@@ -148,7 +185,10 @@ def find_files(source: str, layout: InputLayout = InputLayout(),
                storage_options: Mapping[str, Any] | None = None) -> tuple[SourceFile, ...]:
     """The checked files of INPUT: a file, a glob, or a directory (CSV or Parquet), their
     columns read by `layout`; on object storage (a URL), opened with `storage_options`."""
-    files = tuple(_inspect(path, layout) for path in _expand(source))
+    if is_object_url(source):
+        files = _inspect_objects(source, layout, dict(storage_options or {}))
+    else:
+        files = tuple(_inspect(path, layout) for path in _expand(source))
     if len({f.format for f in files}) > 1:
         raise InputDataError(f"{source}: mixes CSV and Parquet files; give one format per run")
     return files
@@ -199,14 +239,35 @@ def _format_of(name: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _inspect(path: str, layout: InputLayout) -> SourceFile:
+def _listed(name: str) -> bool:
+    """True for a file a folder (or a prefix) holds as input: CSV or Parquet, not hidden."""
+    return not name.startswith((".", "_")) and _format_of(name)[0] is not None
+
+
+def _inspect_objects(source: str, layout: InputLayout, options: dict[str, Any]) -> tuple[SourceFile, ...]:
+    """The checked objects of an object-storage INPUT, each checked from its first bytes
+    (a Parquet file: its footer), several at a time; nothing else is downloaded."""
+    objects = list_objects(source, options, _listed)
+
+    def inspect(stored: StoredObject) -> SourceFile:
+        file = _inspect(stored.url, layout, stored.size, options)
+        return dataclasses.replace(file, storage_options=options, etag=stored.etag, version_id=stored.version_id)
+
+    with ThreadPoolExecutor(max_workers=min(_OBJECT_CHECKS, len(objects)), thread_name_prefix="inspect") as pool:
+        return tuple(pool.map(inspect, objects))
+
+
+def _inspect(path: str, layout: InputLayout, size: int | None = None,
+             options: Mapping[str, Any] | None = None) -> SourceFile:
+    """The checked file at `path` (an object of `size` bytes, opened with `options`, when
+    `options` is given)."""
     fmt, compression = _format_of(os.path.basename(path))
-    size = os.path.getsize(path)
+    size = os.path.getsize(path) if size is None else size
     if size == 0:
         raise InputDataError(f"{path}: file is empty")
     if fmt == "parquet":
-        return _inspect_parquet(path, size, layout)
-    return _inspect_csv(path, size, compression, layout)
+        return _inspect_parquet(path, size, layout, options)
+    return _inspect_csv(path, size, compression, layout, options)
 
 
 def _laid_out(path: str, header: tuple[str, ...], layout: InputLayout) -> dict:
@@ -221,11 +282,9 @@ def _laid_out(path: str, header: tuple[str, ...], layout: InputLayout) -> dict:
     return {"columns": columns, "header": header if columns != header else (), "delimiter": layout.delimiter}
 
 
-def _inspect_parquet(path: str, size: int, layout: InputLayout) -> SourceFile:
-    import pyarrow.parquet as pq
-
+def _inspect_parquet(path: str, size: int, layout: InputLayout, options: Mapping[str, Any] | None) -> SourceFile:
     try:
-        metadata = pq.ParquetFile(path).metadata
+        metadata = parquet_metadata(path, options)
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
     schema = metadata.schema.to_arrow_schema()
@@ -236,8 +295,9 @@ def _inspect_parquet(path: str, size: int, layout: InputLayout) -> SourceFile:
                       types=tuple(str(t) for t in schema.types), **{**laid_out, "delimiter": ","})
 
 
-def _inspect_csv(path: str, size: int, compression: str | None, layout: InputLayout) -> SourceFile:
-    head = _read_head(path, compression)
+def _inspect_csv(path: str, size: int, compression: str | None, layout: InputLayout,
+                 options: Mapping[str, Any] | None) -> SourceFile:
+    head = _read_head(path, compression, options)
     if not head.strip():
         raise InputDataError(f"{path}: file is empty")
     if head.startswith(b"\xef\xbb\xbf"):
@@ -258,12 +318,27 @@ def _inspect_csv(path: str, size: int, compression: str | None, layout: InputLay
     return SourceFile(path=path, format="csv", compression=compression, size=size, **laid_out)
 
 
-def _read_head(path: str, compression: str | None) -> bytes:
+def _read_head(path: str, compression: str | None, options: Mapping[str, Any] | None) -> bytes:
+    if options is not None:
+        with open_object(path, options, compression=compression, block_size=_SNIFF_BYTES,
+                         exact=compression is None) as handle:
+            return handle.read(_SNIFF_BYTES)
     try:
         with pa.input_stream(path, compression=compression) as stream:
             return stream.read(_SNIFF_BYTES)
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{path}: cannot be read ({_first_line(error)})") from None
+
+
+def parquet_metadata(path: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The footer of a Parquet file (on object storage when `options` is given: only the
+    footer's bytes are fetched)."""
+    import pyarrow.parquet as pq
+
+    if options is None:
+        return pq.ParquetFile(path).metadata
+    with open_object(path, options) as handle:
+        return pq.ParquetFile(handle).metadata
 
 
 def _require_columns(path: str, columns: tuple[str, ...]) -> None:
@@ -288,9 +363,7 @@ def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadT
         return [dataclasses.replace(task, file=file, file_index=index)
                 for task in file.reader.tasks(file, index, partition_bytes)]
     if file.format == "parquet":
-        import pyarrow.parquet as pq
-
-        metadata = pq.ParquetFile(file.path).metadata
+        metadata = parquet_metadata(file.path, file.storage_options)
         groups, tasks, group_bytes = [], [], 0
         for group in range(metadata.num_row_groups):
             groups.append(group)
@@ -312,4 +385,3 @@ def _tasks_for(file: SourceFile, index: int, partition_bytes: int) -> list[ReadT
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-

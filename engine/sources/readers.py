@@ -7,7 +7,9 @@ empty cell is null and nothing else is (no `NA`/`NaN` guessing).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,8 @@ from fsspec.utils import read_block, seek_delimiter
 
 from engine.errors import InputDataError
 from engine.rules.validation import RAW_COLUMNS, STRING
-from engine.sources.plan import ReadTask
-
+from engine.sources.object_store import RANGE_BLOCK, WHOLE_BLOCK, open_object
+from engine.sources.plan import ReadTask, SourceFile
 
 
 @dataclass
@@ -341,16 +343,32 @@ def _parse_options(task: ReadTask, **options) -> pacsv.ParseOptions:
 
 
 def _csv_bytes(task: ReadTask) -> bytes:
-    """The bytes to parse."""
+    """The bytes to parse: a compressed file without a decompressed copy whole, decompressed
+    (an object on object storage always: the worker reads it there); else the task's byte
+    range, extended to whole lines."""
     file = task.file
     try:
-        if not file.splittable:  # a compressed file read without a decompressed copy: whole
-            with pa.input_stream(file.path, compression=file.compression) as stream:
+        if not file.splittable:
+            with _opened(file, whole=True) as stream:
                 return stream.read()
-        with open(file.readable_path, "rb") as handle:
+        with _opened(file) as handle:
             return read_block(handle, task.offset, task.length, delimiter=b"\n")
     except (OSError, pa.ArrowException) as error:
         raise InputDataError(f"{file.path}: cannot be read ({error})") from None
+
+
+def _opened(file: SourceFile, whole: bool = False) -> Any:
+    """`file` opened for reading where the task runs (a context manager): the local file
+    (a decompressed copy, if there is one), or the object on object storage, whose
+    failures are the engine's errors there (engine.sources.object_store.storage_errors).
+    `whole`: decompressed, read from start to end."""
+    compression = file.compression if whole else None
+    if file.on_object_storage:
+        return open_object(file.path, file.storage_options, compression=compression,
+                           block_size=WHOLE_BLOCK if whole else RANGE_BLOCK)
+    if compression:
+        return pa.input_stream(file.path, compression=compression)
+    return open(file.readable_path, "rb")
 
 
 def _first_line(task: ReadTask) -> int:
@@ -358,7 +376,7 @@ def _first_line(task: ReadTask) -> int:
     the file up to the task, so it is worked out only for an error message."""
     if task.offset == 0 or not task.file.splittable:
         return 1
-    with open(task.file.readable_path, "rb") as handle:
+    with _opened(task.file) as handle:
         return _count_lines(handle, _block_start(handle, task.offset)) + 1
 
 
@@ -435,12 +453,14 @@ def _read_parquet(task: ReadTask) -> pa.Table:
 
     columns = [c for c in RAW_COLUMNS if c in task.file.columns]
     own = [task.file.renamed.get(name, name) for name in columns]  # as the file names them
+    file = task.file
     try:
-        parquet = pq.ParquetFile(task.file.path)
-        if task.row_groups:
-            table = parquet.read_row_groups(list(task.row_groups), columns=own)
-        else:
-            table = parquet.read(columns=own)
+        with _opened(file) if file.on_object_storage else nullcontext(file.path) as source:
+            parquet = pq.ParquetFile(source)
+            if task.row_groups:
+                table = parquet.read_row_groups(list(task.row_groups), columns=own)
+            else:
+                table = parquet.read(columns=own)
         return pa.table({name: _as_text(name, table[column]) for name, column in zip(columns, own)})
     except (pa.ArrowException, OSError) as error:
         raise InputDataError(f"{task.file.path}: cannot be read as Parquet ({_squash(error)})") from None

@@ -13,6 +13,10 @@ the run reads the copy; errors, reports and lineage name it `/dev/stdin`.
 The spool folder is removed when the run ends, whatever the outcome; one left behind by
 a killed run on this host is removed by the next run that uses the same parent folder.
 Errors and lineage still name the compressed file: only the reading goes to the copy.
+
+A compressed object on object storage is not spooled: downloading it to the client would
+defeat the workers reading their own input. It is one read task, which the worker that
+runs it reads whole, decompressing as it reads (engine.sources.readers).
 """
 
 from __future__ import annotations
@@ -58,10 +62,10 @@ class InputSpool:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def decompress(self, files: tuple[SourceFile, ...], only: Collection[int] | None = None) -> tuple[SourceFile, ...]:
-        """`files` with every compressed CSV file (of the indexes `only`, if given) read from
-        a decompressed copy."""
+        """`files` with every compressed local CSV file (of the indexes `only`, if given)
+        read from a decompressed copy."""
         compressed = [i for i, f in enumerate(files) if f.format == "csv" and f.compression and not f.read_path
-                      and (only is None or i in only)]
+                      and not f.on_object_storage and (only is None or i in only)]
         if not compressed:
             return files
         self._make_folder()

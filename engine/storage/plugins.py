@@ -9,6 +9,7 @@ scheme is a `Source`:
     class Source(Protocol):
         def resolve(self, url: str, config: EngineConfig) -> tuple[SourceFile, ...]
         def tasks(self, dataset: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]
+        def close(self) -> None     # optional: the run has read everything
 
 `resolve` checks the input up front (reachable, the columns are there) and raises the
 engine's errors (InputDataError, exit 3; ServiceError, exit 5) naming the input, never
@@ -81,6 +82,8 @@ class FinishedRun:
     results: Mapping[str, Any] = field(repr=False)
     #: the run report (run_report.json's content)
     report: Mapping[str, Any] = field(repr=False)
+    #: the run's configuration (a sink reads its own section: `sink.schema`)
+    config: EngineConfig | None = field(default=None, repr=False)
 
 
 class Sink(Protocol):
@@ -119,10 +122,10 @@ def scheme_of(location: str) -> str | None:
 def source_for(location: str, config: EngineConfig) -> Source | None:
     """The registered source for `location`, None when it is a file or object store
     (the engine's file source reads those)."""
+    load_plugins(config.plugins)  # a plug-in that cannot be loaded fails every run, not only URL ones
     scheme = scheme_of(location)
     if scheme is None:
         return None
-    load_plugins(config.plugins)
     factory = _SOURCES.get(scheme) or _built_in(_BUILT_IN_SOURCES.get(scheme))
     return factory(location) if factory else None
 

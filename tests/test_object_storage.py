@@ -1,0 +1,509 @@
+"""Object storage as input and output of `engine run`, against a real S3 API server
+(moto_server on 127.0.0.1, tests/s3_server.py): the same bytes as a local run in every
+mode, outputs published all at once, workers reading for themselves, credentials never
+shown, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from conftest import PUBLISHED_FILES, free_port, published_bytes, run_cli, run_engine, write_csv
+from engine.errors import InputDataError, ServiceError
+from engine.governance.audit import describe_files, read_records
+from engine.sources.generate import generate_sales
+from engine.sources.object_store import storage_errors
+from engine.storage.objects import PUBLISHED_NAME, ObjectStorageOutput
+from openlineage_schemas import spec_available, validate_event
+from s3_server import s3, s3_server  # noqa: F401  (fixtures)
+
+INPUT_ERROR, CONFIGURATION_ERROR, SERVICE_ERROR = 3, 2, 5
+#: the outputs that name no input file (the quarantine names each rejected row's file)
+SAME_BYTES = tuple(name for name in PUBLISHED_FILES if name != "rejected_rows.parquet")
+GOOD_ROWS = [("2024-01-01", "P1", "10.00", "C1"), ("2024-01-02", "P2", "5.00", "C2"),
+             ("2024-01-02", "P3", "7.25", "")]
+
+pytestmark = pytest.mark.usefixtures("isolated_openlineage_config")
+
+
+def _sales_lines(folder: Path, rows: int, seed: int) -> list[bytes]:
+    """The lines (header first) of a generated, dirty sales CSV of `rows` rows."""
+    path = folder / f"generated-{seed}.csv"
+    generate_sales(path, rows, seed=seed, days=120, products=50, customers=400)
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _csv_objects(folder: Path, rows: int = 3000, seed: int = 11) -> dict[str, bytes]:
+    """Three CSV objects from one generated dataset: plain, gzip and zstd."""
+    lines = _sales_lines(folder, rows, seed)
+    header, body = lines[0], lines[1:]
+    third = len(body) // 3
+    parts = [header + b"".join(part) for part in (body[:third], body[third:2 * third], body[2 * third:])]
+    return {"2026-01.csv": parts[0], "2026-02.csv.gz": gzip.compress(parts[1]),
+            "2026-03.csv.zst": zstandard.compress(parts[2])}
+
+
+def _parquet_objects(folder: Path, rows: int = 3000, seed: int = 12) -> dict[str, bytes]:
+    """Two hive-partitioned Parquet files of text columns, several row groups each."""
+    table = pacsv.read_csv(pa.BufferReader(b"".join(_sales_lines(folder, rows, seed))),
+                           convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(
+                               ("date", "product_id", "amount", "customer_id"), pa.string())))
+    half = table.num_rows // 2
+    objects = {}
+    for name, part in (("region=north/part-0.parquet", table.slice(0, half)),
+                       ("region=south/part-0.parquet", table.slice(half))):
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, row_group_size=300)
+        objects[name] = sink.getvalue().to_pybytes()
+    return objects
+
+
+def _write_local(folder: Path, objects: dict[str, bytes]) -> Path:
+    for name, data in objects.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _upload(server, bucket: str, prefix: str, objects: dict[str, bytes]) -> None:
+    client = server.boto3()
+    for name, data in objects.items():
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=data)
+
+
+def _assert_same_outputs(output: Path, reference: Path, url_prefix: str, local_folder: Path) -> None:
+    """`output` (a run on S3 objects) holds `reference`'s bytes (a local run of the same
+    files); the quarantine the same rows, each naming its object instead of its file."""
+    assert {name: (output / name).read_bytes() for name in SAME_BYTES} == \
+        {name: (reference / name).read_bytes() for name in SAME_BYTES}
+    rejected = pq.read_table(output / "rejected_rows.parquet").to_pylist()
+    for row in rejected:
+        row["file"] = str(local_folder / row["file"].removeprefix(url_prefix + "/"))
+    assert rejected == pq.read_table(reference / "rejected_rows.parquet").to_pylist()
+    assert rejected, "the generated data has rejected rows"
+
+
+@pytest.fixture(scope="module")
+def csv_on_s3(s3_server, tmp_path_factory):
+    """Plain, gzip and zstd CSV objects in a bucket, and a local pandas run of the same files."""
+    folder = tmp_path_factory.mktemp("csv")
+    objects = _csv_objects(folder)
+    local = _write_local(folder / "sales", objects)
+    bucket = s3_server.new_bucket("csv")
+    _upload(s3_server, bucket, "sales", objects)
+    _upload(s3_server, bucket, "sales", {"notes.txt.bak": b"not matched by the glob"})
+    reference = folder / "reference"
+    run_engine(local / "2026-*.csv*", reference, mode="pandas")
+    return {"bucket": bucket, "local": local, "reference": reference, "objects": objects}
+
+
+@pytest.fixture(scope="module")
+def parquet_on_s3(s3_server, tmp_path_factory):
+    """Hive-partitioned Parquet objects under a prefix, and a local pandas run of the same folder."""
+    folder = tmp_path_factory.mktemp("parquet")
+    objects = _parquet_objects(folder)
+    local = _write_local(folder / "sales", objects)
+    bucket = s3_server.new_bucket("parquet")
+    _upload(s3_server, bucket, "raw", {**objects, "_SUCCESS": b"", ".hidden.parquet": b"not input"})
+    reference = folder / "reference"
+    run_engine(local, reference, mode="pandas")
+    return {"bucket": bucket, "local": local, "reference": reference}
+
+
+# (a) the same bytes as a local run, in every mode ---------------------------------------
+
+@pytest.mark.parametrize("mode", ["pandas", "dask", "distributed"])
+def test_a_csv_glob_on_s3_gives_the_bytes_of_a_local_run(s3, csv_on_s3, tmp_path, mode):
+    url = f"s3://{csv_on_s3['bucket']}/sales"
+    settings = {"cluster.workers": 2} if mode == "distributed" else {}
+    result = run_engine(f"{url}/2026-*.csv*", tmp_path / "out", mode=mode, partition_size="16KB", **settings)
+    _assert_same_outputs(tmp_path / "out", csv_on_s3["reference"], url, csv_on_s3["local"])
+    files = result.report["input"]["files"]
+    assert [f["path"] for f in files] == [f"{url}/{name}" for name in sorted(csv_on_s3["objects"])]
+    assert result.report["input"]["partitions"] > 3  # the plain object is read in byte ranges
+
+
+@pytest.mark.parametrize("mode", ["pandas", "dask", "distributed"])
+def test_a_parquet_prefix_on_s3_gives_the_bytes_of_a_local_run(s3, parquet_on_s3, tmp_path, mode):
+    url = f"s3://{parquet_on_s3['bucket']}/raw"
+    settings = {"cluster.workers": 2} if mode == "distributed" else {}
+    result = run_engine(f"{url}/", tmp_path / "out", mode=mode, partition_size="4KB", **settings)
+    _assert_same_outputs(tmp_path / "out", parquet_on_s3["reference"], url, parquet_on_s3["local"])
+    assert [f["path"] for f in result.report["input"]["files"]] == [
+        f"{url}/region=north/part-0.parquet", f"{url}/region=south/part-0.parquet"]
+    assert result.report["input"]["partitions"] > 2  # row groups, read separately
+
+
+def test_the_cli_reads_a_glob_on_s3(s3, csv_on_s3, tmp_path):
+    url = f"s3://{csv_on_s3['bucket']}/sales"
+    done = run_cli("run", f"{url}/2026-*.csv*", "--output", str(tmp_path / "out"), "--mode", "dask")
+    assert done.returncode == 0, done.stderr
+    _assert_same_outputs(tmp_path / "out", csv_on_s3["reference"], url, csv_on_s3["local"])
+
+
+def test_input_datasets_on_s3_are_named_by_the_naming_conventions(s3, csv_on_s3, tmp_path):
+    bucket = csv_on_s3["bucket"]
+    run_engine(f"s3://{bucket}/sales/2026-*.csv*", tmp_path / "out", mode="pandas")
+    events = [json.loads(line) for line in (tmp_path / "out" / "lineage" / "events.jsonl").read_text().splitlines()]
+    complete = next(event for event in events if event["eventType"] == "COMPLETE")
+    assert [(d["namespace"], d["name"]) for d in complete["inputs"]] == [
+        (f"s3://{bucket}", f"sales/{name}") for name in sorted(csv_on_s3["objects"])]
+    for dataset in complete["inputs"]:
+        assert dataset["facets"]["storage"]["storageLayer"] == "s3"
+        assert dataset["facets"]["dataSource"]["uri"] == f"s3://{bucket}"
+        assert dataset["facets"]["dataSource"]["name"] == f"s3://{bucket}"
+    column_inputs = {(f["namespace"], f["name"]) for output in complete["outputs"]
+                     for column in output["facets"]["columnLineage"]["fields"].values()
+                     for f in column["inputFields"]}
+    assert column_inputs == {(f"s3://{bucket}", f"sales/{name}") for name in csv_on_s3["objects"]}
+    if spec_available():
+        for event in events:
+            validate_event(event)
+
+
+# (b) outputs on object storage: published all at once -----------------------------------
+
+def _objects(server, bucket: str) -> dict[str, tuple[str, int]]:
+    """Every object of `bucket`: key -> (ETag, size): what any reader can see."""
+    pages = server.boto3().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: (item["ETag"], item["Size"]) for page in pages for item in page.get("Contents", [])}
+
+
+def _get(server, bucket: str, key: str) -> bytes:
+    return server.boto3().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _run_id(stdout: str) -> str:
+    return re.search(r"^run (\S+) \(", stdout, re.MULTILINE).group(1)
+
+
+def _storage_config(tmp_path: Path, **storage) -> Path:
+    import yaml
+
+    path = tmp_path / "storage.yaml"
+    path.write_text(yaml.safe_dump({"storage": {"work_dir": str(tmp_path / "work"), **storage}}))
+    return path
+
+
+def _local_reference(source: Path, output: Path) -> dict[str, bytes]:
+    run_engine(source, output, mode="pandas")
+    return published_bytes(output)
+
+
+def test_outputs_on_s3_are_published_all_at_once_and_old_runs_pruned(s3, tmp_path, session_audit_log):
+    bucket = s3.new_bucket("out")
+    url = f"s3://{bucket}/reports/daily"
+    config = _storage_config(tmp_path, keep_runs=1)
+    inputs = [write_csv(tmp_path / f"in{i}" / "sales.csv", GOOD_ROWS[: i + 1] + [("2024-02-0" + str(i + 1), "P9",
+                                                                                 "1.5", "C9")]) for i in range(3)]
+    run_ids = []
+    for number, source in enumerate(inputs):
+        expected = _local_reference(source, tmp_path / f"reference{number}")
+        done = run_cli("run", str(source), "--output", url, "--mode", "pandas", "--config", str(config))
+        assert done.returncode == 0, done.stderr
+        assert f"outputs: {url}" in done.stdout
+        run_id = _run_id(done.stdout)
+        run_ids.append(run_id)
+        # the published names hold exactly a local run's bytes, labelled with the run
+        assert {name: _get(s3, bucket, f"reports/daily/{name}") for name in PUBLISHED_FILES} == expected
+        head = s3.boto3().head_object(Bucket=bucket, Key="reports/daily/daily_sales_summary.csv")
+        assert head["Metadata"] == {"run-id": run_id}
+        # the commit point names the run and every file of it, which never change
+        manifest = json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))
+        assert manifest["run_id"] == run_id
+        listed = _objects(s3, bucket)
+        for entry in manifest["files"]:
+            assert entry["key"] == f"reports/daily/runs/{run_id}/{entry['name']}"
+            data = _get(s3, bucket, entry["key"])
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
+            assert listed[entry["key"]][0].strip('"') == entry["etag"]
+            assert data == _get(s3, bucket, f"reports/daily/{entry['name']}")
+        assert set(PUBLISHED_FILES) <= {entry["name"] for entry in manifest["files"]}
+        # the work folder shows what the URL shows
+        assert published_bytes(tmp_path / "work") == expected
+    folders = {key.split("/")[3] for key in _objects(s3, bucket) if key.startswith("reports/daily/runs/")}
+    assert folders == set(run_ids[-2:])  # the published run and keep_runs (1) before it
+
+    events = [json.loads(line) for line in (tmp_path / "work" / "lineage" / "events.jsonl").read_text().splitlines()]
+    complete = [event for event in events if event["eventType"] == "COMPLETE"][-1]
+    outputs = {(d["namespace"], d["name"]): d for d in complete["outputs"]}
+    summary = outputs[(f"s3://{bucket}", "reports/daily/daily_sales_summary.csv")]
+    assert summary["facets"]["storage"]["storageLayer"] == "s3"
+    assert all(namespace == f"s3://{bucket}" and "/runs/" not in name for namespace, name in outputs)
+    start = [event for event in events if event["eventType"] == "START"][-1]
+    assert {(d["namespace"], d["name"]) for d in start["outputs"]} <= set(outputs) | {
+        (f"s3://{bucket}", f"reports/daily/{name}") for name in PUBLISHED_FILES}
+    if spec_available():
+        for event in events:
+            validate_event(event)
+
+    record = next(r for r in read_records(session_audit_log) if r["run_id"] == run_ids[-1])
+    described = {Path(o["path"]).name: o["sha256"] for o in record["outputs"]}  # the work folder's files
+    assert {name: hashlib.sha256(_get(s3, bucket, f"reports/daily/{name}")).hexdigest()
+            for name in PUBLISHED_FILES} == {name: described[name] for name in PUBLISHED_FILES}
+
+
+def test_a_failed_run_changes_nothing_a_reader_sees_on_s3(s3, tmp_path):
+    bucket = s3.new_bucket("fail")
+    url = f"s3://{bucket}/reports/daily"
+    config = _storage_config(tmp_path)
+    good = write_csv(tmp_path / "in" / "a.csv", GOOD_ROWS)
+    assert run_cli("run", str(good), "--output", url, "--mode", "pandas", "--config", str(config)).returncode == 0
+    seen = _objects(s3, bucket)
+    manifest = _get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}")
+    (tmp_path / "in" / "b.csv").write_text("date,product_id,amount\n")  # a bad file among good ones
+    done = run_cli("run", str(tmp_path / "in" / "*.csv"), "--output", url, "--mode", "pandas", "--config", str(config))
+    assert done.returncode == INPUT_ERROR, done.stderr
+    assert _objects(s3, bucket) == seen
+    assert _get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}") == manifest
+
+
+def _fail_upload_part_way(self, fs, run, folder):
+    for name in run.names[:3]:
+        fs.put_file(str(run.folder / name), f"{folder}/{name}")
+    raise PermissionError("Access Denied")
+
+
+def _interrupt_before_commit(fs, prefix, manifest):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("failure, error", [
+    (("_upload", _fail_upload_part_way), ServiceError),
+    (("_commit", staticmethod(_interrupt_before_commit)), KeyboardInterrupt),
+], ids=["upload-refused-part-way", "interrupted-after-upload"])
+def test_a_run_stopped_after_staging_changes_nothing_on_s3(s3, tmp_path, monkeypatch, failure, error):
+    bucket = s3.new_bucket("stop")
+    url = f"s3://{bucket}/reports/daily"
+    settings = {"storage.work_dir": str(tmp_path / "work")}
+    first = run_engine(write_csv(tmp_path / "a.csv", GOOD_ROWS), url, mode="pandas", **settings)
+    seen, local = _objects(s3, bucket), published_bytes(tmp_path / "work")
+    monkeypatch.setattr(ObjectStorageOutput, *failure)
+    with pytest.raises(error):
+        run_engine(write_csv(tmp_path / "b.csv", GOOD_ROWS[:1]), url, mode="pandas", **settings)
+    assert _objects(s3, bucket) == seen  # its uploads removed, nothing else touched
+    assert json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))["run_id"] == first.run_id
+    assert published_bytes(tmp_path / "work") == local
+
+
+# (c) in distributed mode the workers read the objects themselves --------------------------
+
+def test_distributed_workers_read_the_objects_themselves(s3, tmp_path, monkeypatch):
+    """The workers' own S3 clients say who they are: the nanny gives the worker processes
+    (only) AWS_SDK_UA_APP_ID, which botocore adds to its User-Agent (`app/...`). moto's
+    request recorder then shows who fetched which bytes: the client only the first 64 KiB
+    of each object (checking its header), the workers every byte."""
+    folder = tmp_path / "sales"
+    lines = _sales_lines(tmp_path, 6000, seed=21)
+    objects = {"a.csv": b"".join(lines[:3001]), "b.csv": lines[0] + b"".join(lines[3001:])}
+    _write_local(folder, objects)
+    bucket = s3.new_bucket("workers")
+    _upload(s3, bucket, "sales", objects)
+    assert all(len(data) > 65536 for data in objects.values())
+    reference = tmp_path / "reference"
+    run_engine(folder / "*.csv", reference, mode="pandas")
+    monkeypatch.setenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", repr({"AWS_SDK_UA_APP_ID": "dask-worker"}))
+    with s3.recording() as recorded:
+        done = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(tmp_path / "out"),
+                       "--mode", "distributed", "--workers", "2", "--partition-size", "32KB")
+        requests = recorded()
+    assert done.returncode == 0, done.stderr
+    _assert_same_outputs(tmp_path / "out", reference, f"s3://{bucket}/sales", folder)
+
+    read_by = {"client": {}, "worker": {}}
+    for request in requests:
+        path = request["url"].split("://", 1)[-1].split("/", 1)[-1].split("?")[0]
+        if request["method"] != "GET" or not path.startswith(f"{bucket}/sales/"):
+            continue
+        who = "worker" if "app/dask-worker" in request["headers"].get("User-Agent", "") else "client"
+        first, last = re.fullmatch(r"bytes=(\d+)-(\d+)", request["headers"]["Range"]).groups()
+        read_by[who].setdefault(path.rsplit("/", 1)[1], []).append((int(first), int(last)))
+    for name, data in objects.items():
+        assert all(last < 65536 for _, last in read_by["client"].get(name, [])), read_by["client"]
+        covered = sorted(read_by["worker"][name])
+        assert covered[0][0] == 0 and max(last for _, last in covered) == len(data) - 1
+        assert len(covered) >= 3  # byte ranges, read by the tasks that parse them
+
+
+# (d) credentials in storage.options are never shown --------------------------------------
+
+def test_credentials_in_storage_options_never_appear(s3, tmp_path, monkeypatch, session_audit_log):
+    """Credentials only in the configuration file (none in the environment), valid only for
+    an IAM user moto enforces: the run works in distributed mode (the workers got them),
+    and neither they nor the endpoint's secret appear in any file or stream."""
+    bucket = s3.new_bucket("secret")
+    objects = _csv_objects(tmp_path, rows=1500, seed=31)
+    _upload(s3, bucket, "sales", objects)
+    credentials = s3.iam_user("engine-runner", ["s3:*"])
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name)
+    config = _storage_config(tmp_path, options={**credentials, "endpoint_url": s3.url})
+    url = f"s3://{bucket}/reports/daily"
+    with s3.enforced_auth():
+        done = run_cli("run", f"s3://{bucket}/sales/2026-*", "--output", url, "--mode", "distributed",
+                       "--workers", "2", "--partition-size", "16KB", "--config", str(config))
+        failed = run_cli("run", f"s3://{bucket}/sales/missing.csv", "--output", url, "--mode", "pandas",
+                         "--config", str(config))
+        manifest = json.loads(s3.boto3(**credentials).get_object(
+            Bucket=bucket, Key=f"reports/daily/{PUBLISHED_NAME}")["Body"].read())
+    assert done.returncode == 0, done.stderr
+    assert manifest["run_id"] == _run_id(done.stdout)
+    assert failed.returncode == INPUT_ERROR, failed.stderr
+    assert "no such object" in failed.stderr
+
+    texts = {"stdout": done.stdout + failed.stdout, "stderr": done.stderr + failed.stderr,
+             "audit log": session_audit_log.read_text(), "_published.json": json.dumps(manifest)}
+    for path in (tmp_path / "work").rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
+    assert {"pipeline.log", "run_report.json", "events.jsonl"} <= {Path(name).name for name in texts}
+    for secret in credentials.values():
+        assert [name for name, text in texts.items() if secret in text] == []
+
+
+# (e) bad input: one line, the right exit code, previous outputs untouched -----------------
+
+@pytest.fixture(scope="module")
+def previous_output(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("previous")
+    run_engine(write_csv(folder / "good.csv", GOOD_ROWS), folder / "out", mode="pandas")
+    return folder / "out"
+
+
+def _one_error_line(done, code: int) -> str:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("s3://no-such-bucket-4a1b/sales/*.csv", "s3://no-such-bucket-4a1b: no such bucket"),
+    ("s3://no-such-bucket-4a1b/sales/a.csv", "s3://no-such-bucket-4a1b: no such bucket"),
+    ("s3://{bucket}/sales/missing.csv", "s3://{bucket}/sales/missing.csv: no such object"),
+    ("s3://{bucket}/sales/*.parquet", "s3://{bucket}/sales/*.parquet: no object matches this pattern"),
+    ("s3://{bucket}/nothing/", "s3://{bucket}/nothing/: no CSV or Parquet object under this prefix"),
+    ("s3://{bucket}/sales/2026-*", "s3://{bucket}/sales/header-only.csv: has a header but no data rows"),
+])
+def test_missing_or_bad_objects_are_input_errors(s3, previous_output, source, expected):
+    bucket = s3.new_bucket("bad")
+    _upload(s3, bucket, "sales", {"2026-01.csv": b"date,product_id,amount\n2024-01-01,P1,2\n",
+                                  "header-only.csv": b"date,product_id,amount\n"})
+    if "header-only" in expected:
+        _upload(s3, bucket, "sales", {"2026-02-header-only.csv": b"date,product_id,amount\n"})
+        expected = expected.replace("header-only.csv", "2026-02-header-only.csv")
+    before = published_bytes(previous_output)
+    done = run_cli("run", source.format(bucket=bucket), "--output", str(previous_output), "--mode", "pandas")
+    assert expected.format(bucket=bucket) in _one_error_line(done, INPUT_ERROR)
+    assert published_bytes(previous_output) == before
+
+
+def test_access_denied_is_an_input_error(s3, previous_output):
+    bucket = s3.new_bucket("denied")
+    _upload(s3, bucket, "sales", {"a.csv": b"date,product_id,amount\n2024-01-01,P1,2\n"})
+    lister = s3.iam_user("lister", ["s3:ListBucket"])  # may list, may not read
+    before = published_bytes(previous_output)
+    with s3.enforced_auth():
+        cannot_read = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(previous_output),
+                              env={"AWS_ACCESS_KEY_ID": lister["key"], "AWS_SECRET_ACCESS_KEY": lister["secret"]})
+        unknown = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(previous_output),
+                          env={"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNKEY000000", "AWS_SECRET_ACCESS_KEY": "wrong-secret"})
+    assert f"s3://{bucket}/sales/a.csv: access denied" in _one_error_line(cannot_read, INPUT_ERROR)
+    assert f"s3://{bucket}/sales/*.csv: access denied" in _one_error_line(unknown, INPUT_ERROR)
+    for done in (cannot_read, unknown):
+        assert lister["secret"] not in done.stderr and "wrong-secret" not in done.stderr
+    assert published_bytes(previous_output) == before
+
+
+def test_an_unreachable_endpoint_is_a_service_error(s3, previous_output, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    before = published_bytes(previous_output)
+    done = run_cli("run", "s3://any-bucket/sales/*.csv", "--output", str(previous_output),
+                   env={"AWS_ENDPOINT_URL": dead})
+    line = _one_error_line(done, SERVICE_ERROR)
+    assert f"s3://any-bucket/sales/*.csv: object storage at {dead} cannot be reached" in line
+    assert published_bytes(previous_output) == before
+    out = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output", "s3://any-bucket/reports",
+                  "--config", str(_storage_config(tmp_path)), env={"AWS_ENDPOINT_URL": dead})
+    assert "s3://any-bucket/reports: object storage at" in _one_error_line(out, SERVICE_ERROR)
+    assert not (tmp_path / "work" / "daily_sales_summary.csv").exists()  # nothing published locally either
+
+
+def test_without_s3fs_an_s3_url_is_a_configuration_error(s3, tmp_path):
+    script = "import sys; sys.modules['s3fs'] = None; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", script, "run", "s3://any-bucket/sales/*.csv", "--output",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    line = _one_error_line(done, CONFIGURATION_ERROR)
+    assert "pip install 'sales-engine[s3]'" in line
+
+
+def test_an_incremental_run_keys_objects_by_their_etag(s3, tmp_path):
+    """A prefix is a growing input: a second run reuses what it read of unchanged objects
+    (without downloading them to hash) and reads a rewritten object again."""
+    bucket = s3.new_bucket("incremental")
+    objects = _csv_objects(tmp_path, rows=900, seed=41)
+    _upload(s3, bucket, "sales", objects)
+    url = f"s3://{bucket}/sales/"
+    first = run_engine(url, tmp_path / "out", mode="pandas")
+    assert first.report["incremental"]["files_read"] == 3
+    with s3.recording() as recorded:
+        second = run_engine(url, tmp_path / "out", mode="pandas")
+        requests = recorded()
+    assert (second.report["incremental"]["files_reused"], second.report["incremental"]["files_read"]) == (3, 0)
+    gets = Counter(r["url"].rsplit("/", 1)[1] for r in requests if r["method"] == "GET" and "list-type" not in r["url"])
+    assert gets == dict.fromkeys(objects, 1)  # each object's header checked; none downloaded to be hashed
+    _upload(s3, bucket, "sales", {"2026-01.csv": objects["2026-01.csv"] + b"2024-01-05,P7,3.50,C1\n"})
+    third = run_engine(url, tmp_path / "out", mode="pandas")
+    assert (third.report["incremental"]["files_reused"], third.report["incremental"]["files_read"]) == (2, 1)
+    run_engine(url, tmp_path / "full", mode="pandas", **{"incremental.enabled": False})
+    assert published_bytes(tmp_path / "out") == published_bytes(tmp_path / "full")
+
+
+def test_audit_descriptions_of_outputs_name_the_url_they_were_published_to(tmp_path):
+    path = write_csv(tmp_path / "daily_sales_summary.csv", GOOD_ROWS)
+    [entry] = describe_files([path], published_to="s3://bucket/reports/daily/")
+    assert entry == {"path": str(path), "size": path.stat().st_size,
+                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                     "url": "s3://bucket/reports/daily/daily_sales_summary.csv"}
+
+
+def test_the_audit_log_records_objects_by_url_size_and_etag(s3, csv_on_s3, tmp_path, session_audit_log):
+    url = f"s3://{csv_on_s3['bucket']}/sales"
+    done = run_cli("run", f"{url}/2026-*.csv*", "--output", str(tmp_path / "out"), "--mode", "pandas")
+    assert done.returncode == 0, done.stderr
+    record = next(r for r in read_records(session_audit_log) if r["run_id"] == _run_id(done.stdout))
+    listed = _objects(s3, csv_on_s3["bucket"])
+    assert record["inputs"] == [
+        {"path": f"{url}/{name}", "size": len(data), "sha256": None,
+         "etag": listed[f"sales/{name}"][0].strip('"')}
+        for name, data in sorted(csv_on_s3["objects"].items())]
+
+
+def test_an_output_url_that_is_not_object_storage_is_a_usage_error(tmp_path):
+    done = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output", "ftp://host/reports",
+                   "--config", str(_storage_config(tmp_path)))
+    assert "--output ftp://host/reports: not object storage" in _one_error_line(done, CONFIGURATION_ERROR)
+
+
+def test_a_stores_own_message_loses_the_secret_options_values():
+    options = {"key": "AKIAEXAMPLEKEY", "client_kwargs": {"aws_secret_access_key": "s3cr3t-value"},
+               "endpoint_url": "http://user:pw@127.0.0.1:9000/path"}
+    with pytest.raises(InputDataError) as raised, storage_errors("s3://b/k.csv", options):
+        raise PermissionError("denied: AKIAEXAMPLEKEY signed with s3cr3t-value")
+    assert str(raised.value) == "s3://b/k.csv: access denied (denied: *** signed with ***)"
+    with pytest.raises(ServiceError) as raised, storage_errors("s3://b/k.csv", options):
+        raise ConnectionError("refused")
+    assert "object storage at http://127.0.0.1:9000 cannot be reached" in str(raised.value)
