@@ -149,8 +149,8 @@ def execute_incremental(dataflow: Any, requested: Sequence[str], inputs: dict[st
 def _incremental(config: EngineConfig, user: UserModules, output_dir: Path) -> Increment | None:
     """For an incremental run, its files (checked first: a bad input is reported before
     anything else) and what it reuses and reads."""
-    if source_for(config.input, config) is not None or not applies(config, bool(user.in_the_pass)):
-        return None  # a database or another plug-in source has no files to key
+    if not applies(config, bool(user.in_the_pass)):
+        return None
     files = input_files(config, config.input)
     return plan_increment(config, files, output_dir, quarantine.configured_key())
 

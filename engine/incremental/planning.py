@@ -76,6 +76,8 @@ def applies(config: EngineConfig, frames_taken_by_user_nodes: bool) -> bool:
     source = config.input or ""
     if is_object_url(source):
         growing = glob.has_magic(source) or source.endswith("/")
+    elif "://" in source:  # a database or a source plug-in: no files to key
+        growing = False
     else:
         growing = glob.has_magic(source) or Path(source).is_dir()
     if growing and config.incremental.enabled and frames_taken_by_user_nodes:
