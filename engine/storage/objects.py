@@ -4,7 +4,8 @@ rename exists (see the class).
 
 Object storage as the input (listing a glob or a prefix, opening objects where the read
 tasks run, the bounded retries, and the failures as the engine's errors) is the engine's
-own file source, engine.sources.plan; this module uses the same filesystem and errors.
+own file source (engine.sources.object_store); this module uses the same filesystem and
+errors.
 Credentials come the standard way (AWS_* variables including AWS_ENDPOINT_URL, profiles,
 instance roles) or from `storage.options`; no message holds an option's value.
 """
