@@ -40,7 +40,7 @@ test-fast: $(DEV_STAMP) test-system-packages
 ## headless Chromium renders the HTML report, the Prometheus Pushgateway receives pushes,
 ## Graphviz renders `engine dag` as SVG and PNG
 TEST_DEBS := chromium:chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
-             prometheus-pushgateway:prometheus-pushgateway graphviz:dot
+             prometheus-pushgateway:prometheus-pushgateway graphviz:dot postgresql:pg_ctlcluster
 test-system-packages:
 	@missing=""; for pair in $(TEST_DEBS); do package=$${pair%%:*}; probe=$${pair#*:}; \
 	  if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1; then :; else missing="$$missing $$package"; fi; \
@@ -60,6 +60,14 @@ bench: $(DEV_STAMP)
 ## bench-quick: the quick variant (small sizes, fewer repetitions; a few minutes)
 bench-quick: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
+
+## image: the container image for the job, the scheduler and the workers
+## (cluster/container/Containerfile): tagged registry.example.com/sales-engine:<version>, saved
+## as build/sales-engine-<version>.oci.tar; installs podman and the rest as root when missing,
+## and builds nothing when its sources have not changed (docs/container.md)
+.PHONY: image
+image:
+	bash cluster/container/build-image.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache build *.egg-info
