@@ -70,4 +70,4 @@ image:
 	bash cluster/container/build-image.sh
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-rentgen $(DEMO) .pytest_cache build *.egg-info

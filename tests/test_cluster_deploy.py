@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import psutil
@@ -320,7 +321,8 @@ def test_daskjob_runs_the_engine_on_its_cluster():
     check_worker_sizing(cluster["worker"])
     images = {c["image"] for spec in (pod, cluster["worker"]["spec"], cluster["scheduler"]["spec"])
               for c in spec["containers"]}
-    assert images == {"registry.example.com/sales-engine:0.1.0"}
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert images == {f"registry.example.com/sales-engine:{version}"}  # what `make image` tags
 
     # Input and output on one claim: the job pod writes, the workers read.
     claims = {v["persistentVolumeClaim"]["claimName"] for spec in (pod, cluster["worker"]["spec"])

@@ -24,6 +24,10 @@ SKIPPED = {
     ".venv/bin/engine run data/sales.csv --scheduler tcp://10.0.0.5:8786": "needs a cluster at that address",
     ".venv/bin/engine run 'data/daily/*.csv' --output out": "no daily files are made by the README",
     ".venv/bin/engine run 'data/daily/*.csv' --output out --full": "no daily files are made by the README",
+    ".venv/bin/engine run 's3://bucket/sales/2026-*.csv.gz' --output s3://bucket/reports/daily":
+        "needs that bucket (tests/test_object_storage.py runs such commands against a local S3 server)",
+    ".venv/bin/engine run postgresql://analyst@db:5432/shop --table sales --sink postgresql://etl@db:5432/reports":
+        "needs that database (tests/test_postgresql.py runs such commands against a local PostgreSQL)",
 }
 
 #: commands the README's text names (section "Lineage", "Logs, progress and debugging",
