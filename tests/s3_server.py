@@ -81,6 +81,12 @@ class S3Server:
                     raise TimeoutError(f"moto_server on {self.url} did not answer within {timeout} s") from None
                 time.sleep(0.2)
 
+    def __enter__(self) -> S3Server:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -164,11 +170,8 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    try:
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -100,25 +100,29 @@ def csv_on_s3(s3_server, tmp_path_factory):
     """Plain, gzip and zstd CSV objects in a bucket, and a local pandas run of the same files."""
     folder = tmp_path_factory.mktemp("csv")
     objects = _csv_objects(folder)
-    local = _write_local(folder / "sales", objects)
-    bucket = s3_server.new_bucket("csv")
-    _upload(s3_server, bucket, "sales", objects)
-    _upload(s3_server, bucket, "sales", {"notes.txt.bak": b"not matched by the glob"})
-    reference = folder / "reference"
-    run_engine(local / "2026-*.csv*", reference, mode="pandas")
-    return {"bucket": bucket, "local": local, "reference": reference, "objects": objects}
+    stored = _stored_with_reference(s3_server, folder, "csv", "sales", objects,
+                                    {"notes.txt.bak": b"not matched by the glob"}, "2026-*.csv*")
+    return {**stored, "objects": objects}
 
 
 @pytest.fixture(scope="module")
 def parquet_on_s3(s3_server, tmp_path_factory):
     """Hive-partitioned Parquet objects under a prefix, and a local pandas run of the same folder."""
     folder = tmp_path_factory.mktemp("parquet")
-    objects = _parquet_objects(folder)
+    return _stored_with_reference(s3_server, folder, "parquet", "raw", _parquet_objects(folder),
+                                  {"_SUCCESS": b"", ".hidden.parquet": b"not input"}, "")
+
+
+def _stored_with_reference(server, folder: Path, bucket_name: str, prefix: str, objects: dict[str, bytes],
+                           not_input: dict[str, bytes], pattern: str) -> dict:
+    """`objects` in a new bucket under `prefix` (beside objects that are `not_input`), the
+    same files in a local folder, and a local pandas run of them (`pattern` in the folder,
+    or the whole folder)."""
     local = _write_local(folder / "sales", objects)
-    bucket = s3_server.new_bucket("parquet")
-    _upload(s3_server, bucket, "raw", {**objects, "_SUCCESS": b"", ".hidden.parquet": b"not input"})
+    bucket = server.new_bucket(bucket_name)
+    _upload(server, bucket, prefix, {**objects, **not_input})
     reference = folder / "reference"
-    run_engine(local, reference, mode="pandas")
+    run_engine(local / pattern if pattern else local, reference, mode="pandas")
     return {"bucket": bucket, "local": local, "reference": reference}
 
 
