@@ -189,6 +189,13 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     meaning become the engine's one-line errors."""
     if files is None:
         files = spool.standard_input(layout_of(config)) if source == STANDARD_INPUT else input_files(config, source)
+    with _readers_closed(files):
+        yield from _prepared(config, source, spool, label, files, only, skip_malformed, sized_as, on_mode_chosen)
+
+
+def _prepared(config: EngineConfig, source: str, spool: InputSpool, label: str, files: tuple[SourceFile, ...],
+              only: Collection[int] | None, skip_malformed: bool | None, sized_as: str | None,
+              on_mode_chosen: Callable[[tuple[SourceFile, ...], ModeChoice], None] | None) -> Iterator[PreparedRun]:
     files = spool.decompress(files, only)
     input_bytes = sum(f.text_bytes for index, f in enumerate(files) if only is None or index in only)
     choice = choose_mode(config, input_bytes)
@@ -196,7 +203,7 @@ def prepared_run(config: EngineConfig, source: str, spool: InputSpool, label: st
     if on_mode_chosen is not None:
         on_mode_chosen(files, choice)
     backend = make_backend(choice.mode, config)
-    with backend, _translated_failures(), _readers_closed(files):
+    with backend, _translated_failures():
         chunk = partition_bytes(config, sized_as or choice.mode, input_bytes, backend.memory_per_thread())
         skip = config.malformed_lines == "skip" if skip_malformed is None else skip_malformed
         plan = plan_reads(source, files, chunk, skip_malformed=skip, only=only)
@@ -237,6 +244,9 @@ def run_pipeline(config: EngineConfig, adapters: Sequence[Any] = (), run_id: str
     run_id = run_id or str(generate_new_uuid())
     location = output_location(config)
     sinks = run_sinks(config, location)  # a bad sink URL is a usage error before anything starts
+    if location.url is not None:
+        log.info("output %s: the run's local files (lock, log, history, state) are in %s", location.url,
+                 location.folder)
     with output_lock(location.folder, run_id):  # the whole run: one run at a time per output folder
         return _run_locked(config, adapters, run_id, location, sinks)
 

@@ -397,7 +397,8 @@ def _print_summary(result) -> None:
         f"  days: {trend['days_analyzed']} from {metrics['date_range']['min']} to {metrics['date_range']['max']}; "
         f"best {trend['max_sales_date']} ({trend['max_sales_amount']})",
         f"  alerts: {', '.join(a['name'] for a in result.alerts) or 'none'}",
-        f"  outputs: {result.output_shown or result.output_dir}",
+        f"  outputs: {result.output_shown or result.output_dir}"
+        + (f" (local files in {result.output_dir})" if result.output_shown != str(result.output_dir) else ""),
     ]
     _say("\n".join(lines))
 
@@ -461,18 +462,11 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def local_output_folder(output: str, config_file: str | None) -> Path:
-    """The local folder of a run's output: the folder itself, or the work folder of an
-    object-storage output URL (engine.storage.locations)."""
-    from engine.config import load_config
-    from engine.storage.locations import output_location
-
-    return output_location(load_config(config_file, overrides={"output": output})).folder
-
-
 def _lineage(args: argparse.Namespace) -> int:
     from engine.lineage.delivery import configured_client, replay
     from engine.lineage.show import last_run_events, render
+
+    from engine.storage.locations import local_output_folder
 
     output = local_output_folder(args.output, args.config)
     if args.lineage_command == "show":

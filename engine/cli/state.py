@@ -24,10 +24,10 @@ def run_state_command(args: argparse.Namespace, say) -> int:
     from engine.incremental.store import StateStore
     from engine.outputs.publication import output_lock
 
-    from engine.storage.locations import output_location
+    from engine.storage.locations import local_output_folder
 
-    config = load_config(args.config, overrides={"output": args.output})
-    output = output_location(config).folder
+    config = load_config(args.config)
+    output = local_output_folder(args.output, args.config)
     store = StateStore(state_dir(config, output))
     if args.state_command == "show":
         summary = store.summary()

@@ -44,6 +44,7 @@ from engine.execution.interrupts import exit_code_of_interrupt
 from engine.files.append import append_line, open_for_append
 from engine.files.permissions import PRIVATE_FILE_MODE, make_dirs
 from engine.files.digests import BackgroundDigests, file_sha256, file_size
+from engine.observability.logs import mask_credentials
 
 if TYPE_CHECKING:
     from engine.config import AuditConfig
@@ -331,8 +332,9 @@ def _ending(error: BaseException) -> tuple[str, int]:
 
 
 def _one_line(error: BaseException) -> str:
+    """The error's first line, credentials masked."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return mask_credentials(f"{type(error).__name__}: {text[0]}" if text else type(error).__name__)
 
 
 def _os_user() -> str:

@@ -48,6 +48,7 @@ from engine.lineage.columns import (
     ColumnDerivation, ColumnSource, column_type, field_transformation, is_dataset, planned_outputs,
     published_schema)
 from engine.lineage.naming import dataset_identity, datasource_uri, storage_layer
+from engine.observability.logs import mask_credentials
 from engine.outputs.publication import PublishedFile
 from engine.sources.plan import SourceFile
 
@@ -159,9 +160,9 @@ def running_event(context: RunContext, node_name: str) -> RunEvent:
 
 def fail_event(context: RunContext, error: BaseException) -> RunEvent:
     facet = error_message_run.ErrorMessageRunFacet(
-        message=str(error) or type(error).__name__,
+        message=mask_credentials(str(error) or type(error).__name__),
         programmingLanguage="python",
-        stackTrace="".join(traceback.format_exception(error)),
+        stackTrace=mask_credentials("".join(traceback.format_exception(error))),
     )
     outputs = _outputs(context) or _planned_outputs(context)  # published before failing, else as planned
     return _event(RunState.FAIL, context, inputs=_inputs(context), outputs=outputs,

@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigurationError
+from engine.observability.logs import mask_credentials
+from engine.sources.object_store import SCHEMES as OBJECT_STORAGE_SCHEMES
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
@@ -68,6 +70,9 @@ class Source(Protocol):
     def tasks(self, dataset: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]:
         """Read tasks that cover `dataset` (the plan's dataset number `index`) exactly once."""
 
+    # Optional: `close(self) -> None`, called once the run has read everything (a database
+    # source ends the transaction that holds its snapshot).
+
 
 @dataclass(frozen=True)
 class FinishedRun:
@@ -82,8 +87,8 @@ class FinishedRun:
     results: Mapping[str, Any] = field(repr=False)
     #: the run report (run_report.json's content)
     report: Mapping[str, Any] = field(repr=False)
-    #: the run's configuration (a sink reads its own section: `sink.schema`)
-    config: EngineConfig | None = field(default=None, repr=False)
+    #: the run's configuration (a sink reads its own section: `sink.schema`, `sink.options`)
+    config: EngineConfig = field(repr=False)
 
 
 class Sink(Protocol):
@@ -98,8 +103,8 @@ _SINKS: dict[str, Callable[[str], Sink]] = {}
 #: the built-in factories, imported only when a URL of their scheme is used
 _BUILT_IN_SOURCES = {"postgresql": "engine.storage.postgresql:PostgresSource",
                      "postgres": "engine.storage.postgresql:PostgresSource"}
-_BUILT_IN_SINKS = {"postgresql": "engine.storage.postgresql:PostgresSink",
-                   "postgres": "engine.storage.postgresql:PostgresSink"}
+_BUILT_IN_SINKS = {"postgresql": "engine.storage.postgresql_sink:PostgresSink",
+                   "postgres": "engine.storage.postgresql_sink:PostgresSink"}
 _loaded: set[str] = set()
 
 
@@ -121,13 +126,18 @@ def scheme_of(location: str) -> str | None:
 
 def source_for(location: str, config: EngineConfig) -> Source | None:
     """The registered source for `location`, None when it is a file or object store
-    (the engine's file source reads those)."""
+    (the engine's file source reads those); a usage error (exit 2) for a URL no source
+    reads."""
     load_plugins(config.plugins)  # a plug-in that cannot be loaded fails every run, not only URL ones
     scheme = scheme_of(location)
-    if scheme is None:
+    if scheme is None or scheme == "file" or scheme in OBJECT_STORAGE_SCHEMES:
         return None
     factory = _SOURCES.get(scheme) or _built_in(_BUILT_IN_SOURCES.get(scheme))
-    return factory(location) if factory else None
+    if factory is None:
+        known = sorted({*_SOURCES, *_BUILT_IN_SOURCES, *OBJECT_STORAGE_SCHEMES})
+        raise ConfigurationError(f"{mask_credentials(location)}: no source reads {scheme}:// URLs (known: "
+                                 f"{', '.join(known)}; a plug-in adds more: --plugin, docs/plugins.md)")
+    return factory(location)
 
 
 def sink_for(location: str, config: EngineConfig) -> Sink:
@@ -137,7 +147,7 @@ def sink_for(location: str, config: EngineConfig) -> Sink:
     factory = _SINKS.get(scheme or "") or _built_in(_BUILT_IN_SINKS.get(scheme or ""))
     if factory is None:
         known = sorted({*_SINKS, *_BUILT_IN_SINKS})
-        raise ConfigurationError(f"sink {location!r}: no sink writes {scheme or 'local paths'}:// URLs "
+        raise ConfigurationError(f"sink {mask_credentials(location)!r}: no sink writes {scheme or 'local paths'}:// URLs "
                                  f"(known: {', '.join(known)})")
     return factory(location)
 
