@@ -251,12 +251,19 @@ def test_every_column_type_is_in_the_one_vocabulary(spec, tricky, tmp_path):
                 assert field["type"] in VOCABULARY or re.fullmatch(r"decimal\(\d+,\d+\)", field["type"]), field
 
 
-@pytest.mark.parametrize("name, expected", [("int64", "bigint"), ("integer", "bigint"), ("number", "double"),
+@pytest.mark.parametrize("name, expected", [("int64", "bigint"), ("int32", "integer"), ("number", "double"),
                                             ("decimal128(18, 2)", "decimal(18,2)"), ("date32[day]", "date"),
                                             ("timestamp[ns, tz=UTC]", "timestamp"), ("bool", "boolean"),
                                             ("large_string", "string"), ("list<item: int64>", "array"),
-                                            ("object", "struct")])
-def test_arrow_pandas_and_json_names_map_onto_the_vocabulary(name, expected):
+                                            ("object", "struct"),
+                                            # PostgreSQL's types as a database source stores them
+                                            ("date", "date"), ("numeric(12,2)", "decimal(12,2)"),
+                                            ("numeric", "decimal(38,18)"), ("text", "string"),
+                                            ("character varying", "string"), ("character", "string"),
+                                            ("integer", "integer"), ("smallint", "smallint"), ("bigint", "bigint"),
+                                            ("double precision", "double"), ("real", "float"),
+                                            ("timestamp with time zone", "timestamp"), ("boolean", "boolean")])
+def test_arrow_pandas_and_sql_names_map_onto_the_vocabulary(name, expected):
     assert column_type(name) == expected
 
 

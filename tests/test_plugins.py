@@ -464,7 +464,8 @@ def test_the_engine_knows_nothing_of_the_example_plugin():
 
 def test_without_the_plugin_an_http_url_is_no_input_the_engine_reads(tmp_path, api):
     done = run_cli("run", api.url(), "--output", str(tmp_path / "out"))
-    assert done.returncode == 3
+    assert done.returncode == 2  # a usage error: no source reads http:// URLs
+    assert "no source reads http:// URLs" in done.stderr.strip().splitlines()[-1]
     assert api.requests == []
 
 

@@ -206,6 +206,42 @@ def test_a_partitioned_table_is_read_in_page_ranges_of_its_partitions(sales, pgp
     source.close()
 
 
+def _snapshots_held(server) -> int:
+    """The engine's sessions idle in a transaction (a source's snapshot holder) on the database."""
+    return server.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = "
+                          "'sales-engine' AND state LIKE 'idle in transaction%%'", (DATABASE,))[0][0]
+
+
+def test_close_ends_the_snapshot_once_and_for_all(sales, pgpassword):
+    from engine.errors import ServiceError
+    from engine.storage.postgresql import PostgresSource
+
+    PostgresSource(sales["url"]).close()  # before resolve: nothing to end
+    server = sales["server"]
+    before = _snapshots_held(server)
+    source, dataset = _source(sales, table="text_sales")
+    tasks = source.tasks(dataset, 0, 8192)
+    assert _snapshots_held(server) == before + 1
+    source.close()
+    source.close()
+    assert _snapshots_held(server) == before
+    with pytest.raises(ServiceError, match="the run's snapshot cannot be imported"):
+        tasks[0].fetch()
+
+
+def test_the_dataset_types_are_the_sql_types_as_stored(sales, pgpassword):
+    source, dataset = _source(sales, table="typed_sales")
+    source.close()
+    assert dict(zip(dataset.own_columns, dataset.types)) == {
+        "date": "date", "product_id": "text", "amount": "numeric(12,2)", "customer_id": "text", "note": "text"}
+    source, dataset = _source(sales, query="SELECT date::text AS date, product_id::varchar(20) AS product_id, "
+                                           "amount::float8 AS amount, 7::int AS customer_id, amount::numeric AS n, "
+                                           "2::int8 AS b, 'x'::char(2) AS c FROM typed_sales")
+    source.close()
+    assert dataset.types == ("text", "character varying", "double precision", "integer", "numeric", "bigint",
+                             "character")
+
+
 def test_page_ranges_are_contiguous_and_open_at_both_ends():
     from engine.storage.postgresql import page_ranges
 
@@ -264,6 +300,26 @@ def test_the_sink_writes_in_the_configured_schema(sales, pgpassword, tmp_path):
     schema = "Reports 2024"
     result = run_engine(sales["csv"]["text"], tmp_path / "out", **{"sink.url": sales["url"], "sink.schema": schema})
     _assert_sink_holds(sales["server"], schema, tmp_path / "out", result.run_id)
+
+
+def test_a_loading_role_with_only_usage_insert_and_delete_delivers(sales, pgpassword, tmp_path):
+    """docs/storage.md, "Privileges": an owner's first run creates the schema and tables;
+    a role with only USAGE on the schema and INSERT, DELETE on its tables writes the next."""
+    server = sales["server"]
+    schema = "Loaded by loader"
+    first = run_engine(sales["csv"]["typed"], tmp_path / "first", **{"sink.url": sales["url"], "sink.schema": schema})
+    server.create_role("loader", "loader-pw")
+    for statement in (f'GRANT USAGE ON SCHEMA "{schema}" TO loader',
+                      f'GRANT INSERT, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO loader'):
+        server.execute(statement, database=DATABASE, user=server.user)
+    assert server.execute("SELECT has_database_privilege('loader', %s, 'CREATE'), has_schema_privilege('loader', "
+                          "%s, 'CREATE'), has_table_privilege('loader', %s, 'SELECT')",
+                          (DATABASE, schema, f'"{schema}".runs'), database=DATABASE) == [(False, False, False)]
+    loader = server.url(DATABASE, user="loader", password="loader-pw")
+    second = run_engine(sales["csv"]["text"], tmp_path / "second", **{"sink.url": loader, "sink.schema": schema})
+    _assert_sink_holds(server, schema, tmp_path / "second", second.run_id)
+    assert {row[0] for row in server.execute(f'SELECT run_id FROM "{schema}".runs', database=DATABASE)} == \
+        {first.run_id, second.run_id}
 
 
 def _run_ids(server, schema="sales_engine", connection=None) -> set[str]:
@@ -406,3 +462,16 @@ def test_without_the_driver_the_error_says_what_to_install(sales, tmp_path):
                    env={**sales["env"], "PYTHONPATH": str(shadow.parent)})
     assert done.returncode == 2, done.stderr
     assert "pip install 'sales-engine[postgresql]'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_lineage_names_the_stored_types_in_its_vocabulary(sales, pgpassword, tmp_path):
+    from engine.lineage.delivery import RECORD_NAME
+
+    _pg_run(sales, tmp_path / "out", **{"source.table": "typed_sales"})
+    events = [json.loads(line) for line in (tmp_path / "out" / "lineage" / RECORD_NAME).read_text().splitlines()]
+    inputs = [dataset for event in events for dataset in event["inputs"] if "schema" in dataset["facets"]]
+    assert inputs
+    for dataset in inputs:
+        assert {f["name"]: f["type"] for f in dataset["facets"]["schema"]["fields"]} == {
+            "date": "date", "product_id": "string", "amount": "decimal(12,2)", "customer_id": "string",
+            "note": "string"}

@@ -31,10 +31,14 @@ KIND_TYPES = {"date": "date", "money": "decimal(18,2)", "ratio": "double", "coun
 
 #: The lineage's one type vocabulary, SQL-like as Spark and most OpenLineage producers name
 #: types: every input and output column type is given as one of these (decimal with its
-#: precision and scale). Arrow (Parquet), pandas and JSON-schema names map onto them.
+#: precision and scale). Arrow (Parquet), pandas and PostgreSQL (SQL) names map onto them;
+#: JSON-schema names through `_JSON_TYPES`.
 _TYPE_NAMES = {
     "int64": "bigint", "uint64": "bigint", "int32": "integer", "uint32": "bigint", "int16": "smallint",
-    "uint16": "integer", "int8": "tinyint", "uint8": "smallint", "integer": "bigint",
+    "uint16": "integer", "int8": "tinyint", "uint8": "smallint", "integer": "integer",
+    "bigint": "bigint", "smallint": "smallint", "real": "float", "double precision": "double",
+    "text": "string", "character varying": "string", "character": "string", "varchar": "string",
+    "numeric": "decimal(38,18)",  # no declared precision: Spark's PostgreSQL dialect reads it so
     "double": "double", "float64": "double", "float": "float", "float32": "float", "halffloat": "float",
     "float16": "float", "number": "double",
     "bool": "boolean", "boolean": "boolean",
@@ -43,7 +47,10 @@ _TYPE_NAMES = {
 }
 _TYPE_FAMILIES = (("date", "date"), ("timestamp", "timestamp"), ("datetime64", "timestamp"), ("struct", "struct"),
                   ("list", "array"), ("large_list", "array"), ("map", "map"), ("dictionary", "string"))
-_DECIMAL = re.compile(r"decimal(?:32|64|128|256)?\((\d+),\s*(\d+)\)")
+_DECIMAL = re.compile(r"(?:decimal(?:32|64|128|256)?|numeric)\((\d+),\s*(\d+)\)")
+#: JSON-schema type names (the JSON outputs' fields) in the vocabulary
+_JSON_TYPES = {"integer": "bigint", "number": "double", "string": "string", "boolean": "boolean",
+               "object": "struct", "array": "array"}
 
 #: Published schema of the JSON outputs: top-level field -> JSON type.
 JSON_FIELDS = {
@@ -64,9 +71,10 @@ JSON_FIELDS = {
 
 
 def column_type(name: str) -> str:
-    """A column type in the lineage's vocabulary, from an Arrow, pandas or JSON-schema type
-    name (`int64` and `integer` are `bigint`, `decimal128(18, 2)` is `decimal(18,2)`,
-    `date32[day]` is `date`); a name it does not know is kept as it is."""
+    """A column type in the lineage's vocabulary, from an Arrow, pandas or SQL type name
+    (`int64` is `bigint`, `integer` and `int32` are `integer`, `decimal128(18, 2)` and
+    `numeric(18,2)` are `decimal(18,2)`, `date32[day]` is `date`, `text` and `character
+    varying` are `string`); a name it does not know is kept as it is."""
     text = name.strip()
     lowered = text.lower()
     if lowered in _TYPE_NAMES:
@@ -121,7 +129,7 @@ def published_schema(output: str) -> list[tuple[str, str]]:
         return [(column, KIND_TYPES[kind]) for column, kind in TABLE_COLUMNS[output]]
     if output == "rejected_rows":
         return [(column.name, column_type(str(column.type))) for column in quarantine.SCHEMA]
-    return [(field, column_type(kind)) for field, kind in JSON_FIELDS[output].items()]
+    return [(field, _JSON_TYPES[kind]) for field, kind in JSON_FIELDS[output].items()]
 
 
 @dataclass(frozen=True, order=True)

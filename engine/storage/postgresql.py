@@ -1,16 +1,20 @@
-"""PostgreSQL as a source of sales rows (`engine run postgresql://... --table T | --query Q`)
-and a sink of a run's outputs (`--sink postgresql://...`, engine.storage.postgresql_sink).
+"""PostgreSQL as a source of sales rows (`engine run postgresql://... --table T | --query Q`).
+The sink of a run's outputs is engine.storage.postgresql_sink; connecting, naming the
+database without its password and classifying failures, engine.storage.postgresql_connection.
 
 Rows are read with ADBC (`adbc-driver-postgresql`, Arrow out: `pip install
 'sales-engine[postgresql]'`). The source connects once, up front, to check the input and
 to export a snapshot from a REPEATABLE READ transaction it holds open for the run; every
 read task (a range of the table's pages, run on a Dask worker in the Dask modes) connects
 on its own, imports that snapshot and reads its rows, so the partitions together see one
-consistent state of the table, each row exactly once, whatever commits meanwhile.
+consistent state of the table, each row exactly once, whatever commits meanwhile. The
+engine calls `close()` when the reading is over: the snapshot's transaction ends there.
 
 Values arrive exactly as the engine validates a CSV file's text: `numeric` as its text
 (never a float), dates as `YYYY-MM-DD` text (DateStyle ISO), integers and floats as typed
-Arrow columns (turned into text as for Parquet), everything else cast to text.
+Arrow columns (turned into text as for Parquet), everything else cast to text. The
+dataset's column types (SourceFile.types, in the lineage's schema facet) are those the
+table stores, by their SQL names (`date`, `numeric(12,2)`, `text`, `integer`).
 
 Credentials come from the URL, PGPASSWORD or ~/.pgpass (libpq reads them; on a remote
 Dask cluster the workers need PGPASSWORD or ~/.pgpass themselves unless the URL holds the
@@ -29,30 +33,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from engine.errors import ConfigurationError, EngineError, InputDataError, ServiceError
-from engine.observability.logs import mask_credentials
+from engine.errors import ConfigurationError, InputDataError, ServiceError
 from engine.rules.validation import RAW_COLUMNS, REQUIRED_COLUMNS
 from engine.sources.plan import ReadTask, SourceFile
+from engine.storage.postgresql_connection import Endpoint, driver, ident
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'sales-engine[postgresql]'"
-#: libpq settings a connection gets unless the URL gives them
-CONNECTION_DEFAULTS = {"connect_timeout": "10", "application_name": "sales-engine"}
-DEFAULT_PORT = 5432
 #: type names (as PostgreSQL reports them) each input column may have
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar"})
 NUMBER_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8"})
@@ -60,6 +56,7 @@ ACCEPTED_TYPES = {
     "date": frozenset({"date"}) | TEXT_TYPES,
     "amount": frozenset({"numeric"}) | NUMBER_TYPES | TEXT_TYPES,
 }
+#: the SQL names (as `format_type` writes them) of PostgreSQL's internal type names
 SQL_TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real",
                   "float8": "double precision", "bpchar": "character", "varchar": "character varying",
                   "timestamptz": "timestamp with time zone", "timestamp": "timestamp without time zone",
@@ -68,107 +65,6 @@ SQL_TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "floa
 PAGED_KINDS = frozenset({"r", "p", "m"})
 #: the first server version (server_version_num) that reads a ctid range without a full scan
 TID_RANGE_VERSION = 140000
-#: SQLSTATE classes of a server that cannot serve (connection, login, resources, shutdown, internal)
-SERVICE_STATES = ("08", "28", "53", "57", "58", "XX")
-
-
-def _dbapi() -> Any:
-    try:
-        import adbc_driver_postgresql.dbapi as dbapi
-    except ImportError:
-        raise ConfigurationError(f"PostgreSQL needs the ADBC driver: {INSTALL_HINT}") from None
-    return dbapi
-
-
-def ident(name: str) -> str:
-    """`name` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A PostgreSQL database as its URL names it. The URL may hold a password: it is
-    used to connect and never shown (`shown` is the URL without it)."""
-
-    url: str = field(repr=False)
-
-    @property
-    def shown(self) -> str:
-        """`postgresql://user@host:port/db`: no password, no query parameters."""
-        parts = urlsplit(self.url)
-        user, at, host = parts.netloc.rpartition("@")
-        user = user.partition(":")[0]
-        return f"{parts.scheme}://{user}{at}{host}{parts.path}"
-
-    @property
-    def namespace(self) -> str:
-        """The OpenLineage namespace of the server: `postgres://host:port`."""
-        host = urlsplit(self.url).netloc.rpartition("@")[2] or "localhost"
-        if not re.search(r":\d+$", host) and "," not in host:
-            host = f"{host}:{DEFAULT_PORT}"
-        return f"postgres://{host}"
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The password as the URL writes it and as it reads (for masking)."""
-        password = urlsplit(self.url).password
-        return tuple({password, unquote(password)} - {""}) if password else ()
-
-    def connection_uri(self) -> str:
-        parts = urlsplit(self.url)
-        given = {pair.partition("=")[0] for pair in parts.query.split("&") if pair}
-        extra = "&".join(f"{key}={value}" for key, value in CONNECTION_DEFAULTS.items() if key not in given)
-        if not extra:
-            return self.url
-        return f"{self.url.split('#')[0]}{'&' if parts.query else '?'}{extra}"
-
-    def connect(self, where: str | None = None, *, sink: bool = False, autocommit: bool = True) -> Any:
-        """An ADBC connection; failing to connect is a one-line error naming `where` (the
-        database by default): a database that does not exist is the input's fault (3),
-        unless it is a sink's; anything else is the service's (5)."""
-        dbapi = _dbapi()
-        where = where or self.shown
-        try:
-            return dbapi.connect(self.connection_uri(), autocommit=autocommit)
-        except dbapi.Error as error:
-            reason = self.reason(error)
-            if not sink and re.search(r'database ".*" does not exist', reason):
-                raise InputDataError(f"{where}: {reason}") from None
-            if re.search(r"authentication|password|pg_hba|role .* does not exist", reason):
-                raise ServiceError(f"{where}: PostgreSQL refused the login ({reason}; the password comes "
-                                   "from the URL, PGPASSWORD or ~/.pgpass)") from None
-            raise ServiceError(f"{where}: cannot connect to PostgreSQL ({reason})") from None
-
-    def reason(self, error: BaseException) -> str:
-        """The server's or libpq's words for `error`, on one line, without any credential."""
-        text = str(error).split("Query was:")[0]
-        found = list(re.finditer(r"\b(?:ERROR|FATAL):\s+", text))
-        if found:
-            text = text[found[-1].end():]
-        else:
-            text = re.sub(r"^.*?Failed to connect:\s*(connection to server .*? failed:\s*)?", "", text, flags=re.S)
-        text = re.split(r"\nLINE \d+:|\n\s*Is the server|\s*\.?\s*SQLSTATE: \w+", text)[0]
-        text = " ".join(text.split()) or type(error).__name__
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return mask_credentials(text)[:300]
-
-    def failure(self, error: BaseException, where: str, *, sink: bool = False) -> EngineError:
-        """The engine's error for a statement that failed on `where` (a dataset or sink name)."""
-        state = getattr(error, "sqlstate", None) or ""
-        reason = self.reason(error)
-        if sink or not state or state.startswith(SERVICE_STATES):
-            return ServiceError(f"{where}: {reason}")
-        return InputDataError(f"{where}: {reason}")
-
-    @contextmanager
-    def statements(self, where: str, *, sink: bool = False) -> Iterator[None]:
-        """Driver errors inside the block become the engine's errors naming `where`."""
-        dbapi = _dbapi()
-        try:
-            yield
-        except dbapi.Error as error:
-            raise self.failure(error, where, sink=sink) from None
 
 
 @dataclass(frozen=True)
@@ -205,7 +101,7 @@ class PartitionRead:
                 if self.snapshot:
                     try:
                         cursor.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-                    except _dbapi().Error as error:
+                    except driver().Error as error:
                         raise ServiceError(f"{self.dataset}: the run's snapshot cannot be imported (the run's "
                                            f"first connection closed? {self.endpoint.reason(error)})") from None
                 with self.endpoint.statements(self.dataset):
@@ -257,6 +153,7 @@ class PostgresSource:
                     described = cursor.adbc_execute_schema(f"SELECT * FROM {relation.sql}")
                 own = tuple(described.names)
                 types = tuple(_type_name(f) for f in described)
+                stored = tuple(_stored_type(f) for f in described)
                 layout = layout_of(config)
                 columns = layout.standard_names(own)
                 _check_columns(relation.name, own, columns, types, dict(layout.columns))
@@ -266,13 +163,13 @@ class PostgresSource:
         except BaseException:
             connection.close()
             raise
-        self._holder = weakref.finalize(self, _close_quietly, connection)
+        self._holder = weakref.finalize(self, _end_quietly, connection)
         kinds = {name: kind for name, kind in zip(columns, types) if name in RAW_COLUMNS}
         select = ", ".join(f"{_expression(own_name, kinds[name])} AS {ident(name)}"
                            for name, own_name in zip(columns, own) if name in RAW_COLUMNS)
         self._read = (relation, f"SELECT {select} FROM {relation.sql}", snapshot)
         return (SourceFile(path=relation.name, format="table", compression=None, size=relation.size,
-                           columns=columns, types=tuple(SQL_TYPE_NAMES.get(t, t) for t in types),
+                           columns=columns, types=stored,
                            header=own if columns != own else (), reader=self),)
 
     def tasks(self, dataset: SourceFile, index: int, partition_bytes: int) -> list[ReadTask]:
@@ -293,10 +190,13 @@ class PostgresSource:
                 for start, end in ranges]
 
     def close(self) -> None:
-        """End the transaction that holds the run's snapshot (the reading is over); the
-        connection is also closed when the source is garbage-collected."""
-        if self._holder is not None:
-            self._holder()
+        """The reading is over: end the transaction that holds the run's snapshot and close
+        its connection (a read task started afterwards cannot import the snapshot). Safe to
+        call more than once, before `resolve` or after it failed; the same happens when the
+        source is garbage-collected."""
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder()
 
     def _begin(self, cursor: Any) -> str | None:
         """Open the run's REPEATABLE READ transaction and export its snapshot (None when the
@@ -305,7 +205,7 @@ class PostgresSource:
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             return _scalar(cursor, "SELECT pg_export_snapshot()")
-        except _dbapi().Error as error:
+        except driver().Error as error:
             log.warning("%s: no snapshot can be exported (%s); the read tasks each see the table as it is "
                         "when they run", self.endpoint.shown, self.endpoint.reason(error))
         with self.endpoint.statements(self.endpoint.shown):
@@ -383,9 +283,21 @@ def _scalar(cursor: Any, sql: str) -> Any:
 
 
 def _type_name(column: pa.Field) -> str:
-    """PostgreSQL's name of a result column's type (`numeric`, `int4`, `text`, ...)."""
+    """PostgreSQL's internal name of a result column's type (`numeric`, `int4`, `text`, ...)."""
     metadata = column.metadata or {}
     return metadata.get(b"POSTGRESQL:type", str(column.type).encode()).decode()
+
+
+def _stored_type(column: pa.Field) -> str:
+    """A result column's type as the table stores it, by its SQL name (`integer`,
+    `character varying`, `date`), a `numeric` with its precision and scale when declared
+    (`numeric(12,2)`): SourceFile.types, which the lineage's schema facet reports."""
+    name = _type_name(column)
+    modifier = int((column.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+    if name == "numeric" and modifier >= 4:  # VARHDRSZ + (precision << 16 | scale)
+        precision, scale = (modifier - 4) >> 16, (modifier - 4) & 0xFFFF
+        return f"numeric({precision},{scale})"
+    return SQL_TYPE_NAMES.get(name, name)
 
 
 def _check_columns(name: str, own: tuple[str, ...], columns: tuple[str, ...], types: tuple[str, ...],
@@ -410,16 +322,16 @@ def _expression(column: str, kind: str) -> str:
     return ident(column) if kind in NUMBER_TYPES else f"{ident(column)}::text"
 
 
-def _close_quietly(connection: Any) -> None:
+def _end_quietly(connection: Any) -> None:
+    """End the snapshot's transaction, then close its connection; the server may be gone
+    already (the transaction ended with the session)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+    except Exception:
+        pass
     try:
         connection.close()
-    except Exception:  # the server may be gone already; the transaction ends with the connection
+    except Exception:
         pass
 
-
-def __getattr__(name: str) -> Any:
-    if name == "PostgresSink":  # the sink lives in its own module; the plug-in registry names it here
-        from engine.storage.postgresql_sink import PostgresSink
-
-        return PostgresSink
-    raise AttributeError(name)

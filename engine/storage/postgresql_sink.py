@@ -14,9 +14,14 @@ What a reader finds in the schema (default `sales_engine`):
 
 Each run replaces the previous run's rows (DELETE, then INSERT: MVCC-safe, unlike
 TRUNCATE) and appends its `runs` row in ONE transaction that also creates the schema and
-tables when they are missing: a reader sees the previous run or the new one, whole, never
+those tables that are missing: a reader sees the previous run or the new one, whole, never
 a mix; a run that fails writes nothing. An advisory lock per schema makes concurrent runs
 into the same schema take turns.
+
+Privileges: only what is missing is created (PostgreSQL checks the CREATE privilege of a
+`CREATE ... IF NOT EXISTS` before it looks whether the object exists), so once an owner's
+run has created the schema and tables, a loading role with only USAGE on the schema and
+INSERT, DELETE on its tables delivers every later run.
 """
 
 from __future__ import annotations
@@ -30,11 +35,10 @@ import pyarrow.parquet as pq
 
 from engine.outputs.forms import TABLE_COLUMNS
 from engine.storage.plugins import FinishedRun
-from engine.storage.postgresql import Endpoint, _dbapi, ident
+from engine.storage.postgresql_connection import Endpoint, driver, ident
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEMA = "sales_engine"
 DOCUMENTS = ("data_quality_metrics", "trend_analysis", "top_performing_days")
 #: the SQL type of each column kind of engine.outputs.forms (the Parquet outputs' types)
 SQL_TYPES = {"date": "date", "money": "numeric(18,2)", "ratio": "double precision", "count": "bigint",
@@ -68,18 +72,17 @@ def table_ddl(schema: str, name: str) -> str:
 class PostgresSink:
     """The engine's Sink (engine.storage.plugins) for a `postgresql://` or `postgres://` URL."""
 
-    def __init__(self, url: str, schema: str | None = None) -> None:
-        _dbapi()  # a missing driver is a usage error before the run starts
+    def __init__(self, url: str) -> None:
+        driver()  # a missing driver is a usage error before the run starts
         self.endpoint = Endpoint(url)
-        self.schema = schema
 
     def __repr__(self) -> str:
         return f"PostgresSink({self.endpoint.shown!r})"
 
     def deliver(self, run: FinishedRun) -> None:
-        """Replace the schema's tables with the run's outputs and record the run, in one
-        transaction; a ServiceError (exit 5) naming the sink when it cannot."""
-        schema = self.schema or _configured_schema(run)
+        """Replace the tables of the schema `sink.schema` with the run's outputs and record
+        the run, in one transaction; a ServiceError (exit 5) naming the sink when it cannot."""
+        schema = run.config.sink.schema
         where = f"sink {self.endpoint.shown} (schema {schema})"
         tables = {name: _with_run_id(pq.read_table(run.folder / f"{name}.parquet"), run.run_id) for name in KEYS}
         documents = {name: (run.folder / f"{name}.json").read_text(encoding="utf-8") for name in DOCUMENTS}
@@ -103,9 +106,7 @@ def _write(cursor: Any, quoted: str, schema: str, run: FinishedRun, tables: dict
     missing, replace the outputs and record the run."""
     cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (f"sales-engine sink {schema}",))
     cursor.fetchall()
-    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-    for statement in (RUNS_DDL.format(schema=quoted), DOCUMENTS_DDL.format(schema=quoted),
-                      *(table_ddl(quoted, name) for name in tables)):
+    for statement in _missing_ddl(cursor, quoted, schema, tables):
         cursor.execute(statement)
     for name, table in tables.items():
         cursor.execute(f"DELETE FROM {quoted}.{ident(name)}")
@@ -125,15 +126,24 @@ def _write(cursor: Any, quoted: str, schema: str, run: FinishedRun, tables: dict
          rows.get("rejected"), json.dumps({name: table.num_rows for name, table in tables.items()})))
 
 
+def _missing_ddl(cursor: Any, quoted: str, schema: str, tables: dict[str, pa.Table]) -> list[str]:
+    """The DDL for those of the schema and its tables that do not exist yet (none on every
+    run after the first), looked up in the catalog, which every role may read: a role
+    without CREATE then still delivers into the tables an owner created."""
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", (schema,))
+    schema_exists = cursor.fetchone()[0]
+    cursor.execute("SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')", (schema,))
+    existing = {row[0] for row in cursor.fetchall()}
+    wanted = {"runs": RUNS_DDL.format(schema=quoted), "run_documents": DOCUMENTS_DDL.format(schema=quoted),
+              **{name: table_ddl(quoted, name) for name in tables}}
+    return ([] if schema_exists else [f"CREATE SCHEMA IF NOT EXISTS {quoted}"]) + \
+        [ddl for name, ddl in wanted.items() if name not in existing]
+
+
 def _with_run_id(table: pa.Table, run_id: str) -> pa.Table:
     return table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string())) \
         .replace_schema_metadata(None)
-
-
-def _configured_schema(run: FinishedRun) -> str:
-    """`sink.schema` of the run's configuration (FinishedRun.config), else the default."""
-    config = getattr(run, "config", None)
-    return config.sink.schema if config is not None else DEFAULT_SCHEMA
 
 
 def _rollback_quietly(connection: Any) -> None:
