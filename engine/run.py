@@ -259,6 +259,10 @@ def run_sinks(config: EngineConfig, location: OutputLocation) -> list[Sink]:
         from engine.storage.objects import ObjectStorageOutput
 
         sinks.append(ObjectStorageOutput(location.url, config.storage))
+    for sink in sinks:  # a missing or unreachable destination fails before anything is read
+        check = getattr(sink, "check", None)
+        if check is not None:
+            check()
     return sinks
 
 

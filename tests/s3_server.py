@@ -11,6 +11,10 @@ free port as its own process, waits until it answers, and stops it. What it offe
 * ``enforced_auth()``: moto checks credentials and IAM policies inside the block (it
   does not outside it), so a test can be refused access.
 
+``failing_store()`` is the other kind of endpoint: a small HTTP server on 127.0.0.1 that
+answers every request with a store's failure (503 SlowDown, 500 InternalError), as S3
+does when it is overloaded or broken.
+
 Fixtures, used by importing them into a test module
 (``from s3_server import s3, s3_server``):
 
@@ -26,11 +30,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +172,47 @@ class S3Server:
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
         return {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
+
+@contextmanager
+def failing_store(status: int = 503, code: str = "SlowDown", message: str = "Please reduce your request rate."):
+    """An S3 endpoint on 127.0.0.1 that answers every request with HTTP `status` and S3's
+    error document (`code`, `message`; a HEAD gets the status alone, as from S3). Yields
+    (its URL, a function returning how many requests it has answered)."""
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>failing-store</RequestId></Error>").encode()
+    answered = []
+
+    class Failing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self) -> None:
+            answered.append(self.command)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Failing)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="failing-store", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_port}", lambda: len(answered)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,13 +22,15 @@ import pytest
 import zstandard
 
 from conftest import PUBLISHED_FILES, free_port, published_bytes, run_cli, run_engine, write_csv
-from engine.errors import InputDataError, ServiceError
+from engine.config import StorageConfig
+from engine.errors import ConfigurationError, EngineError, InputDataError, ServiceError
 from engine.governance.audit import describe_files, read_records
+from engine.observability.history import read_history
 from engine.sources.generate import generate_sales
-from engine.sources.object_store import storage_errors
+from engine.sources.object_store import filesystem, list_objects, storage_errors
 from engine.storage.objects import PUBLISHED_NAME, ObjectStorageOutput
 from openlineage_schemas import spec_available, validate_event
-from s3_server import s3, s3_server  # noqa: F401  (fixtures)
+from s3_server import failing_store, s3, s3_server  # noqa: F401  (fixtures)
 
 INPUT_ERROR, CONFIGURATION_ERROR, SERVICE_ERROR = 3, 2, 5
 #: the outputs that name no input file (the quarantine names each rejected row's file)
@@ -302,6 +305,189 @@ def test_a_run_stopped_after_staging_changes_nothing_on_s3(s3, tmp_path, monkeyp
     assert published_bytes(tmp_path / "work") == local
 
 
+def _user(server, name: str, statements: list[dict]) -> dict[str, str]:
+    """An IAM user allowed everything on S3, with `statements` (e.g. denials) besides;
+    its credentials as storage options (`key`, `secret`)."""
+    credentials = server.iam_user(name, ["s3:*"])
+    server.boto3("iam").put_user_policy(UserName=name, PolicyName=f"{name}-more", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))
+    return credentials
+
+
+def _deny(actions: list[str], bucket: str, key: str) -> dict:
+    return {"Effect": "Deny", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/{key}"}
+
+
+def _folders(server, bucket: str, prefix: str = "reports/daily") -> set[str]:
+    runs = f"{prefix}/runs/"
+    return {key[len(runs):].split("/", 1)[0] for key in _objects(server, bucket) if key.startswith(runs)}
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["manifest-readable", "manifest-unreadable"])
+def test_a_commit_whose_answer_is_lost_keeps_the_run_folder_unless_another_run_is_named(s3, tmp_path, monkeypatch,
+                                                                                       readable):
+    """The manifest's PUT arrives but its answer does not (a timeout). Read back, the
+    manifest names the run: the run is published after all. Not readable (here: the
+    identity may no longer read it): it may name the run, so the folder the manifest
+    names is kept, and the run fails (exit 5); the next run counts it as published."""
+    bucket = s3.new_bucket("lost")
+    url = f"s3://{bucket}/reports/daily"
+    admin = s3.iam_user(f"admin-{bucket}", ["s3:*", "iam:*"])
+    writer = s3.iam_user(f"writer-{bucket}", ["s3:*"])
+    settings = {"storage.work_dir": str(tmp_path / "work"), "storage.keep_runs": 1,
+                "storage.options": {**writer, "endpoint_url": s3.url}}
+    committed = []
+    commit = ObjectStorageOutput.__dict__["_commit"]
+
+    def commit_then_lose_the_answer(fs, prefix, manifest):
+        fs.pipe_file(f"{prefix}/{PUBLISHED_NAME}", json.dumps(manifest).encode())
+        committed.append(manifest["run_id"])
+        if not readable:
+            s3.boto3("iam", **admin).put_user_policy(
+                UserName=f"writer-{bucket}", PolicyName="no-manifest", PolicyDocument=json.dumps({
+                    "Version": "2012-10-17", "Statement": [_deny(["s3:GetObject"], bucket, f"reports/daily/{PUBLISHED_NAME}")]}))
+        raise TimeoutError("the answer to the PUT timed out")
+
+    with s3.enforced_auth():
+        first = run_engine(write_csv(tmp_path / "a.csv", GOOD_ROWS), url, **settings)
+        monkeypatch.setattr(ObjectStorageOutput, "_commit", staticmethod(commit_then_lose_the_answer))
+        if readable:
+            second = run_engine(write_csv(tmp_path / "b.csv", GOOD_ROWS[:2]), url, **settings)
+            assert second.run_id == committed[0]
+            assert published_bytes(tmp_path / "work") == _local_reference(tmp_path / "b.csv", tmp_path / "reference")
+        else:
+            with pytest.raises(ServiceError):
+                run_engine(write_csv(tmp_path / "b.csv", GOOD_ROWS[:2]), url, **settings)
+    manifest = json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))
+    assert manifest["run_id"] == committed[0] and manifest["previous"] == [first.run_id]
+    listed = _objects(s3, bucket)
+    assert all(entry["key"] in listed for entry in manifest["files"])  # every key it names is there
+    assert _folders(s3, bucket) == {first.run_id, committed[0]}
+    if not readable:
+        s3.boto3("iam").delete_user_policy(UserName=f"writer-{bucket}", PolicyName="no-manifest")
+        monkeypatch.setattr(ObjectStorageOutput, "_commit", commit)
+        with s3.enforced_auth():
+            third = run_engine(write_csv(tmp_path / "c.csv", GOOD_ROWS), url, **settings)
+        manifest = json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))
+        assert manifest["previous"] == [committed[0]]  # it was published: its folder is the one kept
+        assert _folders(s3, bucket) == {committed[0], third.run_id}
+
+
+def test_a_failure_after_the_commit_is_a_warning_and_the_next_run_repairs_the_names(s3, tmp_path):
+    """The store refuses the server-side copies to the published names (and so the removal
+    of a name the run no longer publishes) after `_published.json` names the run: the run
+    is published all the same, locally too (exit 0, a warning naming the run), and the
+    next run refreshes the names and removes the stale one."""
+    bucket = s3.new_bucket("names")
+    url = f"s3://{bucket}/reports/daily"
+    config = _storage_config(tmp_path)
+    first = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output", url, "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    # as an earlier run with one more output would have left it
+    manifest = json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))
+    manifest["files"].append({**manifest["files"][0], "name": "old_output.csv"})
+    s3.boto3().put_object(Bucket=bucket, Key=f"reports/daily/{PUBLISHED_NAME}", Body=json.dumps(manifest).encode())
+    s3.boto3().put_object(Bucket=bucket, Key="reports/daily/old_output.csv", Body=b"stale")
+
+    refused = _user(s3, f"nocopy-{bucket}", [_deny(["s3:PutObject"], bucket, "reports/daily/daily_sales_summary.csv")])
+    environment = {"AWS_ACCESS_KEY_ID": refused["key"], "AWS_SECRET_ACCESS_KEY": refused["secret"]}
+    source = write_csv(tmp_path / "b.csv", GOOD_ROWS[:2])
+    with s3.enforced_auth():
+        done = run_cli("run", str(source), "--output", url, "--config", str(config), env=environment)
+    assert done.returncode == 0, done.stderr
+    run_id = _run_id(done.stdout)
+    warning = next(line for line in done.stderr.splitlines() if "could not all be refreshed" in line)
+    assert run_id in warning and "the next run repairs them" in warning and "WARNING" in warning.upper()
+    assert run_id in (tmp_path / "work" / "pipeline.log").read_text()
+    manifest = json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))
+    assert manifest["run_id"] == run_id and manifest["dropped"] == ["old_output.csv"]
+    expected = _local_reference(source, tmp_path / "reference")
+    assert published_bytes(tmp_path / "work") == expected  # published locally: the work folder shows the run
+    assert read_history(tmp_path / "work" / "run_history.jsonl")[-1]["status"] == "success"
+    assert _get(s3, bucket, "reports/daily/daily_sales_summary.csv") != expected["daily_sales_summary.csv"]
+
+    repaired = run_cli("run", str(source), "--output", url, "--config", str(config))
+    assert repaired.returncode == 0, repaired.stderr
+    assert {name: _get(s3, bucket, f"reports/daily/{name}") for name in PUBLISHED_FILES} == expected
+    assert "reports/daily/old_output.csv" not in _objects(s3, bucket)
+
+
+def test_pruning_keeps_the_folders_of_published_runs_only(s3, tmp_path):
+    """keep_runs 1: after each run, its folder and the previous published run's stay. A
+    folder a killed run left (never published) is not counted: it is removed, and the
+    previous published run's folder kept."""
+    bucket = s3.new_bucket("prune")
+    url = f"s3://{bucket}/reports/daily"
+    settings = {"storage.work_dir": str(tmp_path / "work"), "storage.keep_runs": 1}
+    first = run_engine(write_csv(tmp_path / "a.csv", GOOD_ROWS), url, **settings)
+    killed = "0000-killed-run"
+    s3.boto3().put_object(Bucket=bucket, Key=f"reports/daily/runs/{killed}/daily_sales_summary.csv", Body=b"partial")
+    assert _folders(s3, bucket) == {first.run_id, killed}
+    second = run_engine(write_csv(tmp_path / "b.csv", GOOD_ROWS[:2]), url, **settings)
+    assert _folders(s3, bucket) == {first.run_id, second.run_id}
+    assert json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))["previous"] == [first.run_id]
+    third = run_engine(write_csv(tmp_path / "c.csv", GOOD_ROWS[:1]), url, **settings)
+    assert _folders(s3, bucket) == {second.run_id, third.run_id}
+    assert json.loads(_get(s3, bucket, f"reports/daily/{PUBLISHED_NAME}"))["previous"] == [second.run_id]
+
+
+def test_a_missing_output_bucket_fails_before_anything_is_read(s3, csv_on_s3, tmp_path):
+    """`--output` names a bucket that does not exist: a usage error (exit 2) naming it,
+    before the input is read (no GET of an input object, no listing of its bucket)."""
+    missing = f"no-such-output-{csv_on_s3['bucket']}"
+    with s3.recording() as recorded:
+        started = time.monotonic()
+        done = run_cli("run", f"s3://{csv_on_s3['bucket']}/sales/2026-*.csv*", "--output",
+                       f"s3://{missing}/reports/daily", "--config", str(_storage_config(tmp_path)))
+        elapsed = time.monotonic() - started
+        requests = recorded()
+    line = _one_error_line(done, CONFIGURATION_ERROR)
+    assert f"--output s3://{missing}/reports/daily: the bucket s3://{missing} does not exist" in line
+    assert [r for r in requests if f"/{csv_on_s3['bucket']}" in r["url"]] == []
+    assert all(r["method"] == "GET" for r in requests)  # nothing written
+    assert elapsed < 30
+    assert not (tmp_path / "work" / "run_history.jsonl").exists()  # no run started
+
+
+def test_checking_the_output_writes_nothing(s3, tmp_path):
+    bucket = s3.new_bucket("check")
+    storage = StorageConfig()
+    with s3.recording() as recorded:
+        ObjectStorageOutput(f"s3://{bucket}/reports/daily", storage).check()
+        requests = recorded()
+    assert [r["method"] for r in requests] == ["GET"]
+    assert _objects(s3, bucket) == {}
+    with pytest.raises(ConfigurationError, match=f"the bucket s3://missing-{bucket} does not exist"):
+        ObjectStorageOutput(f"s3://missing-{bucket}/reports", storage).check()
+    dead = StorageConfig(options={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(ServiceError, match="cannot be reached"):
+        ObjectStorageOutput(f"s3://{bucket}/reports", dead).check()
+
+
+def test_nested_config_kwargs_are_merged_with_the_bounded_retries(s3):
+    """Merged key by key, and each filesystem with its own copy (botocore rewrites
+    `retries` in place: shared, the first client's would become every later one's)."""
+    bucket = s3.new_bucket("config")
+    default = filesystem(f"s3://{bucket}", {})
+    fs = filesystem(f"s3://{bucket}", {"config_kwargs": {"retries": {"max_attempts": 5}, "read_timeout": 30}})
+    assert fs.config_kwargs == {"connect_timeout": 5, "read_timeout": 30,
+                                "retries": {"max_attempts": 5, "mode": "standard"}}
+    for each in (default, fs):
+        each.ls(bucket)  # the client is made
+    # botocore's max_attempts counts the retries: 3 attempts in all by default
+    assert default.s3.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert fs.s3.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
+    assert (fs.s3.meta.config.read_timeout, fs.s3.meta.config.connect_timeout) == (30, 5)
+
+
+def test_s3n_urls_are_read_as_s3(s3, csv_on_s3, tmp_path):
+    bucket = csv_on_s3["bucket"]
+    found = list_objects(f"s3n://{bucket}/sales/2026-*.csv*", {}, lambda name: True)
+    assert [stored.url for stored in found] == [f"s3n://{bucket}/sales/{name}" for name in sorted(csv_on_s3["objects"])]
+    run_engine(f"s3n://{bucket}/sales/2026-*.csv*", tmp_path / "out")
+    _assert_same_outputs(tmp_path / "out", csv_on_s3["reference"], f"s3n://{bucket}/sales", csv_on_s3["local"])
+
+
 # (c) in distributed mode the workers read the objects themselves --------------------------
 
 def test_distributed_workers_read_the_objects_themselves(s3, tmp_path, monkeypatch):
@@ -415,21 +601,81 @@ def test_missing_or_bad_objects_are_input_errors(s3, previous_output, source, ex
     assert published_bytes(previous_output) == before
 
 
-def test_access_denied_is_an_input_error(s3, previous_output):
+def test_access_denied_is_an_input_error_refused_credentials_a_service_error(s3, previous_output, tmp_path):
+    """Credentials the store accepts but that may not read the input: the input is not
+    readable (exit 3). Credentials the store refuses (an unknown key): the store refused
+    the login (exit 5, as PostgreSQL for a wrong password), whether the refusal came to a
+    listing or to a HEAD of one object (which has no error code of its own), for the
+    input or the output."""
     bucket = s3.new_bucket("denied")
     _upload(s3, bucket, "sales", {"a.csv": b"date,product_id,amount\n2024-01-01,P1,2\n"})
     lister = s3.iam_user("lister", ["s3:ListBucket"])  # may list, may not read
+    unknown = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNKEY000000", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
     before = published_bytes(previous_output)
     with s3.enforced_auth():
         cannot_read = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(previous_output),
                               env={"AWS_ACCESS_KEY_ID": lister["key"], "AWS_SECRET_ACCESS_KEY": lister["secret"]})
-        unknown = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(previous_output),
-                          env={"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNKEY000000", "AWS_SECRET_ACCESS_KEY": "wrong-secret"})
+        cannot_read_one = run_cli("run", f"s3://{bucket}/sales/a.csv", "--output", str(previous_output),
+                                  env={"AWS_ACCESS_KEY_ID": lister["key"], "AWS_SECRET_ACCESS_KEY": lister["secret"]})
+        refused_listing = run_cli("run", f"s3://{bucket}/sales/*.csv", "--output", str(previous_output), env=unknown)
+        refused_head = run_cli("run", f"s3://{bucket}/sales/a.csv", "--output", str(previous_output), env=unknown)
+        refused_output = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output",
+                                 f"s3://{bucket}/reports", "--config", str(_storage_config(tmp_path)), env=unknown)
     assert f"s3://{bucket}/sales/a.csv: access denied" in _one_error_line(cannot_read, INPUT_ERROR)
-    assert f"s3://{bucket}/sales/*.csv: access denied" in _one_error_line(unknown, INPUT_ERROR)
-    for done in (cannot_read, unknown):
+    assert f"s3://{bucket}/sales/a.csv: access denied" in _one_error_line(cannot_read_one, INPUT_ERROR)
+    endpoint = f"object storage at {s3.url} refused the credentials (InvalidAccessKeyId: "
+    assert f"s3://{bucket}/sales/*.csv: {endpoint}" in _one_error_line(refused_listing, SERVICE_ERROR)
+    assert f"s3://{bucket}/sales/a.csv: {endpoint}" in _one_error_line(refused_head, SERVICE_ERROR)
+    assert f"s3://{bucket}/reports" in _one_error_line(refused_output, SERVICE_ERROR)
+    for done in (cannot_read, cannot_read_one, refused_listing, refused_head, refused_output):
         assert lister["secret"] not in done.stderr and "wrong-secret" not in done.stderr
     assert published_bytes(previous_output) == before
+    assert not (tmp_path / "work" / "daily_sales_summary.csv").exists()
+
+
+@pytest.mark.parametrize("status, code, message", [
+    (503, "SlowDown", "Please reduce your request rate."),
+    (500, "InternalError", "We encountered an internal error. Please try again."),
+], ids=["503-slowdown", "500-internal-error"])
+def test_a_store_that_keeps_failing_is_a_service_error(previous_output, tmp_path, status, code, message):
+    """A store answering 503 SlowDown or 500 InternalError to every request, after the
+    bounded retries: the store failed, not the input (exit 5), for input and output."""
+    before = published_bytes(previous_output)
+    with failing_store(status, code, message) as (url, answered):
+        environment = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret"}
+        started = time.monotonic()
+        done = run_cli("run", "s3://any-bucket/sales/*.csv", "--output", str(previous_output), env=environment)
+        elapsed = time.monotonic() - started
+        retried = answered()
+        out = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output", "s3://any-bucket/reports",
+                      "--config", str(_storage_config(tmp_path)), env=environment)
+    line = _one_error_line(done, SERVICE_ERROR)
+    assert f"s3://any-bucket/sales/*.csv: object storage at {url} failed the request ({code}: {message})" in line
+    assert retried > 1 and elapsed < 60  # retried, within bounds
+    assert f"s3://any-bucket/reports: object storage at {url} failed the request" in _one_error_line(out, SERVICE_ERROR)
+    assert published_bytes(previous_output) == before
+    assert not (tmp_path / "work" / "daily_sales_summary.csv").exists()
+
+
+@pytest.mark.parametrize("code, status, expected", [
+    ("InvalidAccessKeyId", 403, ServiceError), ("SignatureDoesNotMatch", 403, ServiceError),
+    ("ExpiredToken", 400, ServiceError), ("InvalidToken", 400, ServiceError),
+    ("SlowDown", 503, ServiceError), ("ServiceUnavailable", 503, ServiceError), ("InternalError", 500, ServiceError),
+    ("AccessDenied", 403, InputDataError), ("NoSuchKey", 404, InputDataError), ("InvalidRange", 416, InputDataError),
+])
+def test_the_stores_answer_decides_the_exit_code(code, status, expected):
+    """The errors s3fs raises for S3's answers (botocore's ClientError kept as the cause):
+    the store refusing the credentials or failing is a ServiceError; what the store says
+    about the input object, for credentials it accepts, an input error."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    answer = ClientError({"Error": {"Code": code, "Message": "the store's message"},
+                          "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+    with pytest.raises(EngineError) as raised, storage_errors("s3://b/sales/*.csv", {}):
+        raise translate_boto_error(answer)
+    assert type(raised.value) is expected
+    assert str(raised.value).startswith("s3://b/sales/*.csv: ")
 
 
 def test_an_unreachable_endpoint_is_a_service_error(s3, previous_output, tmp_path):
@@ -499,7 +745,7 @@ def test_the_audit_log_records_objects_by_url_size_and_etag(s3, csv_on_s3, tmp_p
 def test_an_output_url_that_is_not_object_storage_is_a_usage_error(tmp_path):
     done = run_cli("run", str(write_csv(tmp_path / "a.csv", GOOD_ROWS)), "--output", "ftp://host/reports",
                    "--config", str(_storage_config(tmp_path)))
-    assert "--output ftp://host/reports: not object storage" in _one_error_line(done, CONFIGURATION_ERROR)
+    assert "--output ftp://host/reports: not a folder or object storage" in _one_error_line(done, CONFIGURATION_ERROR)
 
 
 def test_a_stores_own_message_loses_the_secret_options_values():

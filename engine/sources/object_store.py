@@ -12,14 +12,22 @@ to the client. Credentials and endpoint come the standard way (for S3: the AWS_*
 variables including AWS_ENDPOINT_URL, profiles, instance roles) or from `storage.options`
 (fsspec options), and no message holds an option's value. Retries are bounded, so a
 store that is down fails the run in seconds: for S3, botocore's standard retry mode with
-3 attempts, a 5 s connect timeout and a 20 s read timeout (`storage.options`
+3 attempts in all (`max_attempts` 2: botocore counts the retries), a 5 s connect timeout and a 20 s read timeout (`storage.options`
 `config_kwargs` overrides them), and s3fs's own retries cut from 5 to 2 (docs/storage.md
 has the resulting waits). engine.storage.objects publishes outputs to object storage
 with the same filesystem and errors.
+
+Whose fault a failure is decides its exit code (`storage_errors`): the store failing
+(500, 503, SlowDown after the retries), unreachable, or refusing the credentials
+themselves (an unknown key, a bad signature, an expired token) is a ServiceError (exit 5);
+a missing or forbidden input object, for credentials the store accepts, is an input error
+(exit 3).
 """
 
 from __future__ import annotations
 
+import copy
+import errno
 import glob
 import json
 import os
@@ -37,11 +45,13 @@ from engine.errors import ConfigurationError, EngineError, InputDataError, Servi
 
 
 #: URL schemes on object storage, and the package extra that installs each one's filesystem
-SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure"}
+SCHEMES = {"s3": "s3", "s3a": "s3", "s3n": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure"}
 _PACKAGES = {"s3": "s3fs", "gcs": "gcsfs", "azure": "adlfs"}
+#: schemes fsspec does not know, as the protocol of the same store
+_PROTOCOLS = {"s3n": "s3"}
 #: bounded retries and timeouts (see the module's description); s3fs's own retry loop,
 #: which covers a transfer broken mid-way, runs each call at most twice
-_S3_CONFIG = {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 3, "mode": "standard"}}
+_S3_CONFIG = {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2, "mode": "standard"}}
 _S3FS_RETRIES = 2
 #: what a read task asks the store for at a time: a byte range's own length plus this
 RANGE_BLOCK = 1 << 16
@@ -56,6 +66,18 @@ _CONNECTION_ERRORS = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTim
                       "ConnectionError", "TimeoutError", "ServiceRequestError"}
 _MISSING_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"}
 _STORE_ERRORS = {"ClientError", "BotoCoreError", "HttpError", "HttpResponseError"}
+#: a store's error codes that refuse the credentials themselves (not what they may do):
+#: S3's and STS's, and Azure's; and the exceptions of a refused token refresh (Google)
+_REFUSED_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
+                        "InvalidToken", "TokenRefreshRequired", "InvalidClientTokenId", "UnrecognizedClientException",
+                        "InvalidSecurity", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "NotSignedUp",
+                        "AccountProblem", "AuthenticationFailed", "InvalidAuthenticationInfo"}
+_REFUSED_CREDENTIALS_TYPES = {"RefreshError"}
+#: a store's error codes that say the store itself is failing or overloaded (besides any 5xx or 429 answer)
+_STORE_FAILING = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException",
+                  "RequestLimitExceeded", "TooManyRequests", "ServerBusy", "OperationTimedOut"}
+#: what s3fs turns a 500 (EREMOTEIO) and a 503 or SlowDown (EBUSY) into, after its retries
+_STORE_FAILING_ERRNOS = {getattr(errno, "EREMOTEIO", errno.EIO), errno.EBUSY}
 
 
 def is_object_url(location: str) -> bool:
@@ -85,11 +107,12 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> Any:
     variables; a missing filesystem package is a usage error naming the extra."""
     scheme = urlsplit(url).scheme.lower()
     extra = SCHEMES[scheme]
+    protocol = _PROTOCOLS.get(scheme, scheme)
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if _ENVIRONMENT.match(k)))
-    key = (scheme, json.dumps(options or {}, sort_keys=True, default=str), environment)
+    key = (protocol, json.dumps(options or {}, sort_keys=True, default=str), environment)
     with _filesystems_lock:
         if key not in _filesystems:
-            _filesystems[key] = _open_filesystem(scheme, extra, dict(options or {}))
+            _filesystems[key] = _open_filesystem(protocol, extra, dict(options or {}))
         return _filesystems[key]
 
 
@@ -97,7 +120,7 @@ def _open_filesystem(scheme: str, extra: str, options: dict[str, Any]) -> Any:
     import fsspec
 
     if extra == "s3":
-        options["config_kwargs"] = {**_S3_CONFIG, **options.get("config_kwargs", {})}
+        options["config_kwargs"] = _merged(_S3_CONFIG, options.get("config_kwargs") or {})
     try:
         fs = fsspec.filesystem(scheme, skip_instance_cache=True, **options)
     except ImportError:
@@ -111,8 +134,24 @@ def _open_filesystem(scheme: str, extra: str, options: dict[str, Any]) -> Any:
     return fs
 
 
+def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `defaults` with `given` over them, nested mappings merged key by key (so
+    `retries: {max_attempts: 5}` keeps the default retry mode). Nothing in it is shared
+    with either: botocore rewrites its `retries` in place."""
+    merged = copy.deepcopy(dict(defaults))
+    for name, value in given.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = _merged(merged[name], value)
+        else:
+            merged[name] = copy.deepcopy(value)
+    return merged
+
+
 def object_key(fs: Any, url: str) -> str:
     """`url` as the filesystem names it: `bucket/key`."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.lower() in _PROTOCOLS:
+        url = f"{_PROTOCOLS[scheme.lower()]}://{rest}"
     return fs._strip_protocol(url)
 
 
@@ -159,10 +198,23 @@ def _info(fs: Any, scheme: str, path: str, source: str) -> Mapping[str, Any]:
 
 
 def _check_bucket(fs: Any, scheme: str, path: str) -> None:
-    """An input error when the bucket (container) of `path` does not exist."""
+    """An input error when the bucket (container) of `path` does not exist (any other
+    failure of the store's answer is raised as it is)."""
     bucket = path.split("/", 1)[0]
-    if not fs.exists(bucket):
-        raise InputDataError(f"{_url(scheme, bucket)}: no such bucket")
+    try:
+        probe_bucket(fs, scheme, bucket)
+    except FileNotFoundError:
+        raise InputDataError(f"{_url(scheme, bucket)}: no such bucket") from None
+
+
+def probe_bucket(fs: Any, scheme: str, bucket: str) -> None:
+    """Ask the store for `bucket` (one listing of at most one key on S3; the container's
+    own description elsewhere): FileNotFoundError when it does not exist, the store's
+    error when it cannot be reached or refuses. Reads nothing else, writes nothing."""
+    if SCHEMES[scheme] == "s3":
+        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+    else:
+        fs.info(bucket)
 
 
 def stored_object(scheme: str, info: Mapping[str, Any]) -> StoredObject:
@@ -210,9 +262,12 @@ def _corrupt_data_errors() -> tuple[type[BaseException], ...]:
 def storage_errors(url: str, options: Mapping[str, Any] | None, *, reading: bool = True) -> Iterator[None]:
     """Failures of object storage in the block as the engine's one-line errors, naming
     `url` and never a credential. Reading an input: a missing bucket or object, or access
-    denied, is an input error (exit 3). Writing the outputs, the store refuses the run
-    (ServiceError, exit 5). Unreachable, in either case: ServiceError (exit 5). No
-    credentials found: a configuration error (exit 2)."""
+    denied to credentials the store accepts, is an input error (exit 3). Writing the
+    outputs, the store refuses the run (ServiceError, exit 5). In either case a store that
+    cannot be reached, that fails (5xx, SlowDown, after the retries), or that refuses the
+    credentials themselves (an unknown key, a bad signature, an expired token) is a
+    ServiceError (exit 5), as a database refusing a password is. No credentials found: a
+    configuration error (exit 2)."""
     try:
         yield
     except EngineError:
@@ -239,6 +294,18 @@ def _translated(url: str, error: Exception, options: Mapping[str, Any], reading:
                                   "way (AWS_* variables, a profile, an instance role) or in storage.options")
     if names & _CONNECTION_ERRORS:
         return ServiceError(f"{url}: object storage at {endpoint(url, options)} cannot be reached ({reason})")
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        reason = failure_reason(Exception(error.strerror), options)  # the store's message, not "[Errno 16] ..."
+    code, status = store_answer(error)
+    if isinstance(error, PermissionError) and reading and code in (None, "403"):
+        code = _code_of_refusal(url, options) or code  # a HEAD's refusal has no code: ask again
+    if code in _REFUSED_CREDENTIALS or status == 401 or names & _REFUSED_CREDENTIALS_TYPES:
+        return ServiceError(f"{url}: object storage at {endpoint(url, options)} refused the credentials "
+                            f"({_with_code(reason, code)})")
+    if (code in _STORE_FAILING or (status is not None and (status >= 500 or status == 429))
+            or (code is None and isinstance(error, OSError) and error.errno in _STORE_FAILING_ERRNOS)):
+        return ServiceError(f"{url}: object storage at {endpoint(url, options)} failed the request "
+                            f"({_with_code(reason, code)})")
     if isinstance(error, FileNotFoundError):
         return refused(f"{url}: no such bucket or object ({reason})")
     if isinstance(error, PermissionError):
@@ -246,6 +313,49 @@ def _translated(url: str, error: Exception, options: Mapping[str, Any], reading:
     if isinstance(error, OSError) or names & _STORE_ERRORS:
         return refused(f"{url}: {'cannot be read' if reading else 'cannot be written'} ({reason})")
     return None
+
+
+def store_answer(error: BaseException) -> tuple[str | None, int | None]:
+    """The error code and HTTP status of the store's answer behind `error` (s3fs keeps
+    botocore's error as the cause of the OSError it raises; gcsfs and Azure errors carry
+    them), or (None, None) when no answer is known."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        if isinstance(response, Mapping) and isinstance(response.get("Error"), Mapping):
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            code = response["Error"].get("Code")
+            return (str(code) if code else None), (status if isinstance(status, int) else None)
+        status = getattr(current, "status_code", None)
+        if status is None and not isinstance(current, OSError):
+            status = getattr(current, "code", None)  # gcsfs's HttpError
+        if isinstance(status, int) and not isinstance(status, bool):
+            code = getattr(current, "error_code", None)
+            return (str(code) if code else None), status
+        current = current.__cause__ or current.__context__
+    return None, None
+
+
+def _code_of_refusal(url: str, options: Mapping[str, Any]) -> str | None:
+    """Why S3 refused to read the object `url`, when the refusal came without a code (a
+    HEAD's answer has no body): the code of the same refusal to a one-byte GET
+    (InvalidAccessKeyId, AccessDenied, ...), or None."""
+    if SCHEMES.get(urlsplit(url).scheme.lower()) != "s3" or url.endswith("/") or glob.has_magic(url):
+        return None
+    try:
+        fs = filesystem(url, options)
+        bucket, _, key = object_key(fs, url).partition("/")
+        if key:
+            fs.call_s3("get_object", Bucket=bucket, Key=key, Range="bytes=0-0")["Body"].close()
+    except Exception as error:  # the answer is what is asked for
+        return store_answer(error)[0]
+    return None
+
+
+def _with_code(reason: str, code: str | None) -> str:
+    return f"{code}: {reason}" if code and not code.isdigit() and code not in reason else reason
 
 
 def endpoint(url: str, options: Mapping[str, Any]) -> str:

@@ -97,6 +97,9 @@ class Sink(Protocol):
     def deliver(self, run: FinishedRun) -> None:
         """Make the run's outputs visible to the sink's readers, all at once or not at all."""
 
+    # Optional: `check(self) -> None`, called before the run reads anything: a cheap look at
+    # the destination (it exists, it answers) that raises the engine's errors, writes nothing.
+
 
 _SOURCES: dict[str, Callable[[str], Source]] = {}
 _SINKS: dict[str, Callable[[str], Sink]] = {}
