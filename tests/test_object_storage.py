@@ -131,7 +131,7 @@ def _stored_with_reference(server, folder: Path, bucket_name: str, prefix: str, 
 
 # (a) the same bytes as a local run, in every mode ---------------------------------------
 
-@pytest.mark.parametrize("mode", ["pandas", "dask", "distributed"])
+@pytest.mark.parametrize("mode", ["pandas", "dask", pytest.param("distributed", marks=pytest.mark.slow)])
 def test_a_csv_glob_on_s3_gives_the_bytes_of_a_local_run(s3, csv_on_s3, tmp_path, mode):
     url = f"s3://{csv_on_s3['bucket']}/sales"
     settings = {"cluster.workers": 2} if mode == "distributed" else {}
@@ -142,7 +142,7 @@ def test_a_csv_glob_on_s3_gives_the_bytes_of_a_local_run(s3, csv_on_s3, tmp_path
     assert result.report["input"]["partitions"] > 3  # the plain object is read in byte ranges
 
 
-@pytest.mark.parametrize("mode", ["pandas", "dask", "distributed"])
+@pytest.mark.parametrize("mode", ["pandas", "dask", pytest.param("distributed", marks=pytest.mark.slow)])
 def test_a_parquet_prefix_on_s3_gives_the_bytes_of_a_local_run(s3, parquet_on_s3, tmp_path, mode):
     url = f"s3://{parquet_on_s3['bucket']}/raw"
     settings = {"cluster.workers": 2} if mode == "distributed" else {}
@@ -490,6 +490,7 @@ def test_s3n_urls_are_read_as_s3(s3, csv_on_s3, tmp_path):
 
 # (c) in distributed mode the workers read the objects themselves --------------------------
 
+@pytest.mark.slow
 def test_distributed_workers_read_the_objects_themselves(s3, tmp_path, monkeypatch):
     """The workers' own S3 clients say who they are: the nanny gives the worker processes
     (only) AWS_SDK_UA_APP_ID, which botocore adds to its User-Agent (`app/...`). moto's

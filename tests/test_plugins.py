@@ -178,7 +178,7 @@ def _one_error_line(done) -> str:
 
 @pytest.mark.parametrize("mode, options", [
     ("pandas", []),
-    ("distributed", ["--workers", "2", "--partition-size", "1KiB"]),
+    pytest.param("distributed", ["--workers", "2", "--partition-size", "1KiB"], marks=pytest.mark.slow),
 ], ids=["pandas", "distributed"])
 def test_the_api_gives_the_same_outputs_as_its_records_in_a_csv_file(tmp_path, api, csv_outputs, mode, options):
     done = run_cli("run", api.url(), "--plugin", str(PLUGIN), "--output", str(tmp_path / "out"), "--mode", mode,
@@ -388,7 +388,7 @@ def test_an_answer_that_is_not_sales_records_is_an_input_error(tmp_path, api, pa
 
 @pytest.mark.parametrize("mode, options", [
     ("pandas", []),
-    ("distributed", ["--workers", "2", "--partition-size", "1KiB"]),
+    pytest.param("distributed", ["--workers", "2", "--partition-size", "1KiB"], marks=pytest.mark.slow),
 ], ids=["pandas", "distributed"])
 def test_a_page_that_fails_mid_run_fails_the_run_and_publishes_nothing(tmp_path, api, mode, options):
     """On a worker too: the plug-in's ServiceError reaches the run as itself (exit 5)."""

@@ -33,7 +33,7 @@ COMPARED = tuple(name for name in PUBLISHED_FILES if name != "rejected_rows.parq
 TABLES = ("daily_sales_summary", "enriched_daily_summary", "weekly_aggregation")
 DOCUMENTS = ("data_quality_metrics", "trend_analysis", "top_performing_days")
 MODES = [("pandas", {}), ("dask", {"partition_size": "8KiB"}),
-         ("distributed", {"partition_size": "8KiB", "cluster.workers": 2})]
+         pytest.param("distributed", {"partition_size": "8KiB", "cluster.workers": 2}, marks=pytest.mark.slow)]
 
 
 def _generated_rows(tmp_path_factory) -> list[tuple]:
@@ -113,7 +113,7 @@ def _pg_run(sales, output, mode="pandas", **settings):
 # -- the source ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode,settings", MODES, ids=[m for m, _ in MODES])
+@pytest.mark.parametrize("mode,settings", MODES, ids=["pandas", "dask", "distributed"])
 @pytest.mark.parametrize("kind", ["typed", "text"])
 def test_a_table_gives_the_bytes_of_its_rows_as_csv(sales, pgpassword, tmp_path, kind, mode, settings):
     result = _pg_run(sales, tmp_path / "out", mode, **settings, **{"source.table": f"{kind}_sales"})
