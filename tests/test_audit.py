@@ -279,3 +279,21 @@ def test_audit_command_keeps_the_runs_of_one_output_folder(tmp_path):
     assert selected("project-c/out", tmp_path) == []
     table = run_cli("audit", "--output", "project-a/out", cwd=tmp_path, env=env)
     assert table.returncode == 0 and len(table.stdout.splitlines()) == 3  # the header and two runs
+
+
+def test_until_records_the_input_it_read_with_its_sha256(tmp_path):
+    """`--until` reads the input (personal data): its record names each file and its SHA-256,
+    and a file given on standard input too, by the digest taken while it was copied."""
+    audit = tmp_path / "audit.jsonl"
+    sales = write_csv(tmp_path / "sales.csv", [["2024-01-01", "P1", "10.00", "C1"], ["2024-01-02", "P2", "5.00", ""]])
+    env = {"ENGINE__AUDIT__PATH": str(audit)}
+    done = run_cli("run", str(sales), "--until", "daily_sales_summary", env=env)
+    assert done.returncode == 0, done.stderr
+    with open(sales, "rb") as piped:
+        fed = subprocess.run(engine_command("run", "-", "--until", "daily_sales_summary"), stdin=piped,
+                             capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert fed.returncode == 0, fed.stderr
+    first, second = _records(audit)
+    assert first["operation"] == second["operation"] == "run.until"
+    assert [(i["path"], i["sha256"]) for i in first["inputs"]] == [(str(sales.resolve()), _sha256(sales))]
+    assert [(i["path"], i["sha256"]) for i in second["inputs"]] == [("/dev/stdin", _sha256(sales))]

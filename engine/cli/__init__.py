@@ -408,20 +408,16 @@ def _run_until(config, node: str) -> int:
     published, and the log goes to the console only unless `log_file` is configured.
     It reads the input (personal data), so the audit log records it (`run.until`)."""
     from engine.cli.debugging import run_until
-    from engine.governance.audit import audited
+    from engine.governance.audit import RunAuditHook, audited
     from engine.observability.logs import mask_credentials, setup_logging
     from engine.observability.progress import RunProgress
-    from engine.run import input_files
-    from engine.sources.spool import STANDARD_INPUT
 
     setup_logging(config.log_level, Path(config.log_file).resolve() if config.log_file else None, config.log_format)
     with audited("run.until", config.audit) as entry:
         entry.details.update(source=mask_credentials(config.input), node=node)
-        if config.input and config.input != STANDARD_INPUT:  # standard input is read once, by the run
-            entry.hash_inputs(list(input_files(config, config.input)))
         progress = RunProgress(config.progress.display, config.progress.delay, config.progress.interval)
-        try:
-            summary = run_until(config, node, adapters=[progress])
+        try:  # the audit hook records the files the run resolved: the input is resolved once
+            summary = run_until(config, node, adapters=[RunAuditHook(entry), progress])
         finally:
             progress.close()
     _say(summary)

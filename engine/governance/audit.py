@@ -242,9 +242,10 @@ class RunAuditHook(GraphExecutionHook):
     """What the audit log needs from inside a run, as a Hamilton lifecycle adapter: when
     the dataflow starts, it starts hashing the files of the read plan the run resolved
     (exactly the files the run reads) and notes the files already in the output folder,
-    so that a run that fails after publishing can still say what it published."""
+    so that a run that fails after publishing can still say what it published. Without an
+    output folder (`engine run --until`, which publishes nothing) it only hashes."""
 
-    def __init__(self, entry: AuditEntry, output_dir: Path) -> None:
+    def __init__(self, entry: AuditEntry, output_dir: Path | None = None) -> None:
         self.entry = entry
         self.output_dir = output_dir
         self._before: dict[str, int] | None = None
@@ -255,7 +256,8 @@ class RunAuditHook(GraphExecutionHook):
         if plan is not None and not self._inputs_noted and self.entry.input_digests is None:
             self._inputs_noted = True  # an incremental run executes the dataflow once per batch
             self.entry.hash_inputs(list(plan.files), {f.path: f.sha256 for f in plan.files if f.sha256})
-        self._before = _top_level_files(self.output_dir)
+        if self.output_dir is not None:
+            self._before = _top_level_files(self.output_dir)
 
     def run_after_graph_execution(self, **future_kwargs: Any) -> None:
         return None
