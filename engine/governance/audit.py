@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from hamilton.lifecycle import GraphExecutionHook
 
@@ -45,6 +44,7 @@ from engine.files.append import append_line, open_for_append
 from engine.files.permissions import PRIVATE_FILE_MODE, make_dirs
 from engine.files.digests import BackgroundDigests, file_sha256, file_size
 from engine.observability.logs import mask_credentials
+from engine.sources.object_store import is_url
 
 if TYPE_CHECKING:
     from engine.config import AuditConfig
@@ -161,16 +161,9 @@ def describe_files(paths: list[Path | str], published_to: str | None = None) -> 
     return described
 
 
-def _is_url(path: str) -> bool:
-    scheme = urlsplit(path).scheme if "://" in path else ""
-    return len(scheme) > 1 and scheme != "file"
-
-
 def _url_input(item: str | SourceFile) -> dict:
     """The record of an input that is not a local file: an object on object storage by its
     URL, size and ETag; any other URL dataset by its URL alone (credentials masked)."""
-    from engine.observability.logs import mask_credentials
-
     path = item if isinstance(item, str) else item.path
     entry: dict[str, Any] = {"path": mask_credentials(path), "size": None, "sha256": None}
     if not isinstance(item, str) and item.on_object_storage:
@@ -201,7 +194,7 @@ class AuditEntry:
         paths = []
         for item in inputs:
             path = item if isinstance(item, str) else item.path
-            if _is_url(path):
+            if is_url(path):
                 self.inputs.append(_url_input(item))
             else:
                 paths.append(path)

@@ -29,7 +29,7 @@ from engine.incremental.keys import file_digests, partial_key, sha256_digests
 from engine.incremental.store import StateStore
 from engine.rules.pseudonyms import SecretKey
 from engine.sources.layout import layout_of
-from engine.sources.object_store import is_object_url
+from engine.sources.object_store import is_object_url, is_url
 from engine.sources.plan import ReadPlan, SourceFile
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def applies(config: EngineConfig, frames_taken_by_user_nodes: bool) -> bool:
     source = config.input or ""
     if is_object_url(source):
         growing = glob.has_magic(source) or source.endswith("/")
-    elif "://" in source:  # a database or a source plug-in: no files to key
+    elif is_url(source):  # a database or a source plug-in: no files to key
         growing = False
     else:
         growing = glob.has_magic(source) or Path(source).is_dir()

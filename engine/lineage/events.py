@@ -50,6 +50,7 @@ from engine.lineage.columns import (
 from engine.lineage.naming import dataset_identity, datasource_uri, storage_layer
 from engine.observability.logs import mask_credentials
 from engine.outputs.publication import PublishedFile
+from engine.sources.object_store import is_url
 from engine.sources.plan import SourceFile
 
 log = logging.getLogger(__name__)
@@ -410,7 +411,7 @@ def _published_location(context: RunContext, file_name: str, local: str) -> str:
     run publishes to object storage (the name readers use, not the run's own folder
     there), else its `local` path."""
     output = context.output_dir or ""
-    if "://" in output and not output.startswith("file://"):
+    if is_url(output):
         return f"{output.rstrip('/')}/{file_name}"
     return local
 

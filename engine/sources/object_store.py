@@ -80,9 +80,21 @@ _STORE_FAILING = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling
 _STORE_FAILING_ERRNOS = {getattr(errno, "EREMOTEIO", errno.EIO), errno.EBUSY}
 
 
+def url_scheme(location: str) -> str | None:
+    """The URL scheme of an INPUT, output or dataset location (lower case); None for a
+    local path (`C:` is a drive, not a scheme)."""
+    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+    return scheme if len(scheme) > 1 else None
+
+
+def is_url(location: str) -> bool:
+    """True for a URL other than `file://`: object storage, a database, a plug-in's source."""
+    return url_scheme(location) not in (None, "file")
+
+
 def is_object_url(location: str) -> bool:
     """True when `location` is an object-storage URL (`s3://`, `gs://`, `abfs://`, ...)."""
-    return "://" in location and urlsplit(location).scheme.lower() in SCHEMES
+    return url_scheme(location) in SCHEMES
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 from engine.config import EngineConfig, load_config
 from engine.errors import ConfigurationError
 from engine.observability.logs import mask_credentials
-from engine.sources.object_store import SCHEMES
-from engine.storage.plugins import scheme_of
+from engine.sources.object_store import SCHEMES, is_url, url_scheme
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,6 @@ class OutputLocation:
         return self.url or str(self.folder)
 
 
-def is_url(location: str) -> bool:
-    """True for a URL other than `file://` (object storage, a database)."""
-    return scheme_of(location) not in (None, "file")
-
-
 def output_location(config: EngineConfig) -> OutputLocation:
     """The run's output location from `config.output`: a usage error (exit 2) for a URL
     that is not object storage (a database receives the outputs through `--sink`)."""
@@ -51,7 +45,7 @@ def output_location(config: EngineConfig) -> OutputLocation:
     if not is_url(output):
         return OutputLocation(Path(urlsplit(output).path if output.startswith("file://") else output).resolve())
     url = output.rstrip("/")
-    if scheme_of(url) not in SCHEMES:
+    if url_scheme(url) not in SCHEMES:
         schemes = ", ".join(f"{scheme}://" for scheme in SCHEMES)
         raise ConfigurationError(f"--output {mask_credentials(url)}: not a folder or object storage ({schemes}); "
                                  "a database receives the outputs with --sink")

@@ -46,11 +46,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from engine.errors import ConfigurationError
 from engine.observability.logs import mask_credentials
 from engine.sources.object_store import SCHEMES as OBJECT_STORAGE_SCHEMES
+from engine.sources.object_store import url_scheme
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
@@ -121,18 +121,12 @@ def register_sink(scheme: str, factory: Callable[[str], Sink]) -> None:
     _SINKS[scheme.lower()] = factory
 
 
-def scheme_of(location: str) -> str | None:
-    """The URL scheme of `location` (lower case), None for a local path."""
-    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
-    return scheme if len(scheme) > 1 else None  # "C:" is a drive
-
-
 def source_for(location: str, config: EngineConfig) -> Source | None:
     """The registered source for `location`, None when it is a file or object store
     (the engine's file source reads those); a usage error (exit 2) for a URL no source
     reads."""
     load_plugins(config.plugins)  # a plug-in that cannot be loaded fails every run, not only URL ones
-    scheme = scheme_of(location)
+    scheme = url_scheme(location)
     if scheme is None or scheme == "file" or scheme in OBJECT_STORAGE_SCHEMES:
         return None
     factory = _SOURCES.get(scheme) or _built_in(_BUILT_IN_SOURCES.get(scheme))
@@ -145,7 +139,7 @@ def source_for(location: str, config: EngineConfig) -> Source | None:
 
 def sink_for(location: str, config: EngineConfig) -> Sink:
     """The registered sink for `location`; a usage error when no sink has its scheme."""
-    scheme = scheme_of(location)
+    scheme = url_scheme(location)
     load_plugins(config.plugins)
     factory = _SINKS.get(scheme or "") or _built_in(_BUILT_IN_SINKS.get(scheme or ""))
     if factory is None:
